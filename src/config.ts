@@ -1,0 +1,88 @@
+import { z } from "zod";
+import type { Env } from "./env";
+
+/** One pair of Basic credentials and what it may do. */
+export interface Credential {
+  username: string;
+  password: string;
+  capabilities: ReadonlySet<Capability>;
+}
+
+export type Capability = "pull" | "push";
+
+/** The Worker's settings, parsed once from the environment. */
+export interface Config {
+  /** Basic credentials, read-write first. Empty when none are configured. */
+  credentials: Credential[];
+  /** The JWT public key setting as given (verification arrives with JWT support). */
+  jwtPublicKey: string | undefined;
+  /** `PUSH_COMPATIBILITY_MODE`, kept for compatibility. */
+  pushCompatibilityMode: "full" | "none";
+  /** Largest chunk a client should send in one PATCH (OCI-Chunk-Max-Length). */
+  maxChunkSize: number;
+  /** Problems found while parsing, logged once. */
+  warnings: string[];
+}
+
+/** Workers' request body limit on most plans: 100 MB. */
+export const DEFAULT_MAX_CHUNK_SIZE = 100_000_000;
+
+const positiveInt = z.coerce.number().int().positive();
+
+function nonEmpty(value: unknown): string | undefined {
+  return typeof value === "string" && value.length > 0 ? value : undefined;
+}
+
+/**
+ * Parses the environment into a {@link Config}. Never throws: a bad value is reported in
+ * `warnings` and its default used.
+ *
+ * @example
+ * const config = parseConfig({ USERNAME: "hello", PASSWORD: "world" });
+ * config.credentials[0]?.capabilities.has("push"); // true
+ */
+export function parseConfig(env: Env): Config {
+  const warnings: string[] = [];
+  const credentials: Credential[] = [];
+  const user = nonEmpty(env.USERNAME);
+  const pass = nonEmpty(env.PASSWORD);
+  if (user && pass) credentials.push({ username: user, password: pass, capabilities: new Set(["pull", "push"]) });
+  else if (user || pass) warnings.push("USERNAME and PASSWORD must both be set; the read-write user is disabled");
+  const roUser = nonEmpty(env.READONLY_USERNAME);
+  const roPass = nonEmpty(env.READONLY_PASSWORD);
+  if (roUser && roPass) credentials.push({ username: roUser, password: roPass, capabilities: new Set(["pull"]) });
+  else if (roUser || roPass) warnings.push("READONLY_USERNAME and READONLY_PASSWORD must both be set; the read-only user is disabled");
+
+  let maxChunkSize = DEFAULT_MAX_CHUNK_SIZE;
+  if (env.MAX_CHUNK_SIZE !== undefined && env.MAX_CHUNK_SIZE !== "") {
+    const parsed = positiveInt.safeParse(env.MAX_CHUNK_SIZE);
+    if (parsed.success) maxChunkSize = parsed.data;
+    else warnings.push(`MAX_CHUNK_SIZE must be a positive integer (bytes), got ${JSON.stringify(env.MAX_CHUNK_SIZE)}; using ${DEFAULT_MAX_CHUNK_SIZE}`);
+  }
+
+  return {
+    credentials,
+    jwtPublicKey: nonEmpty(env.JWT_REGISTRY_TOKENS_PUBLIC_KEY),
+    pushCompatibilityMode: env.PUSH_COMPATIBILITY_MODE === "full" ? "full" : "none",
+    maxChunkSize,
+    warnings,
+  };
+}
+
+const cache = new WeakMap<object, Config>();
+
+/**
+ * {@link parseConfig}, memoised per environment object and logging its warnings once.
+ *
+ * @example
+ * const config = configFor(env);
+ */
+export function configFor(env: Env): Config {
+  let config = cache.get(env);
+  if (!config) {
+    config = parseConfig(env);
+    for (const warning of config.warnings) console.warn(`r2-registry: ${warning}`);
+    cache.set(env, config);
+  }
+  return config;
+}

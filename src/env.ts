@@ -1,0 +1,20 @@
+/** The bindings and variables the Worker receives (names kept from serverless-registry). */
+export interface Env {
+  /** The R2 bucket that holds everything. */
+  REGISTRY?: R2Bucket;
+  /** Read-write Basic credentials. */
+  USERNAME?: string;
+  PASSWORD?: string;
+  /** Pull-only Basic credentials. */
+  READONLY_USERNAME?: string;
+  READONLY_PASSWORD?: string;
+  /** Base64 of a public JSON Web Key verifying tokens passed as the Basic password. */
+  JWT_REGISTRY_TOKENS_PUBLIC_KEY?: string;
+  /** JSON array of upstream registries for pull-through. */
+  REGISTRIES_JSON?: string;
+  /** `full` or `none`: kept for compatibility; every chunk shape is accepted either way. */
+  PUSH_COMPATIBILITY_MODE?: string;
+  /** Largest PATCH body the deployment accepts, in bytes (advertised as OCI-Chunk-Max-Length). */
+  MAX_CHUNK_SIZE?: string;
+  [secret: string]: unknown;
+}

@@ -1,0 +1,49 @@
+import type { IRequest } from "itty-router";
+import type { Config } from "../config";
+import { RegistryError } from "../errors";
+import { parseDigest, type Digest } from "../oci/digest";
+import { requireName } from "../oci/names";
+import type { Registry } from "../registry/registry";
+
+/** What every handler receives besides the request. */
+export interface Context {
+  registry: Registry;
+  config: Config;
+  url: URL;
+  /** Runs work after the response (ExecutionContext.waitUntil). */
+  waitUntil(promise: Promise<unknown>): void;
+}
+
+/** A route handler. */
+export type Handler = (request: IRequest, context: Context) => Promise<Response>;
+
+function decoded(value: string | undefined, what: string): string {
+  try {
+    return decodeURIComponent(value ?? "");
+  } catch {
+    throw new RegistryError(what === "name" ? "NAME_INVALID" : "DIGEST_INVALID", `malformed percent-encoding in the ${what}`);
+  }
+}
+
+/** The validated repository name of a route. */
+export function nameParam(request: IRequest): string {
+  return requireName(decoded(request.params.name, "name"));
+}
+
+/** A raw (decoded) route parameter. */
+export function param(request: IRequest, key: string): string {
+  return decoded(request.params[key], key);
+}
+
+/** A validated digest route parameter; throws DIGEST_INVALID. */
+export function digestParam(request: IRequest, key = "digest"): Digest {
+  const raw = param(request, key);
+  const digest = parseDigest(raw);
+  if (!digest) throw new RegistryError("DIGEST_INVALID", `invalid digest ${JSON.stringify(raw.slice(0, 200))}`);
+  return digest;
+}
+
+/** Encodes a repository name for use in a Location header path. */
+export function pathOf(name: string): string {
+  return name.split("/").map(encodeURIComponent).join("/");
+}

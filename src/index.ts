@@ -1,0 +1,71 @@
+import { authenticate, authorize } from "./auth";
+import { configFor } from "./config";
+import type { Env } from "./env";
+import { errorResponse, RegistryError } from "./errors";
+import { R2Registry } from "./registry/r2";
+import { allowedMethods, createRouter } from "./router";
+
+const router = createRouter();
+
+function isV2(pathname: string): boolean {
+  return pathname === "/v2" || pathname.startsWith("/v2/");
+}
+
+async function handle(request: Request, env: Env, ctx: ExecutionContext, url: URL): Promise<Response> {
+  // A load balancer's health check: no credentials needed, nothing revealed.
+  if (url.pathname === "/" && (request.method === "GET" || request.method === "HEAD")) {
+    return new Response(request.method === "HEAD" ? null : "r2-registry\n", {
+      headers: { "Content-Type": "text/plain; charset=utf-8" },
+    });
+  }
+  if (!env.REGISTRY) {
+    console.error("r2-registry: no R2 bucket is bound as REGISTRY; add it to wrangler.toml (see wrangler.toml.example)");
+    throw new RegistryError("UNAVAILABLE", "the registry is misconfigured: no R2 bucket is bound as REGISTRY", {
+      status: 500,
+    });
+  }
+  const config = configFor(env);
+  const principal = await authenticate(request, config);
+  authorize(principal, request.method, url.pathname);
+  if (!isV2(url.pathname)) throw new RegistryError("NOT_FOUND", `no such endpoint: ${url.pathname}`);
+  const response = await router.fetch(request, {
+    registry: new R2Registry(env.REGISTRY),
+    config,
+    url,
+    waitUntil: (promise) => ctx.waitUntil(promise),
+  });
+  if (response) return response;
+  const allowed = allowedMethods(url.pathname);
+  if (allowed.length > 0) {
+    throw new RegistryError("UNSUPPORTED", `${request.method} is not supported here; use ${allowed.join(", ")}`, {
+      headers: { Allow: allowed.join(", ") },
+    });
+  }
+  throw new RegistryError("NOT_FOUND", `no such endpoint: ${request.method} ${url.pathname}`);
+}
+
+function failure(error: unknown, request: Request): Response {
+  if (error instanceof RegistryError) return errorResponse(error, request.method);
+  console.error(`r2-registry: ${request.method} ${new URL(request.url).pathname} failed:`, error);
+  return errorResponse(new RegistryError("UNKNOWN", "internal error; the registry's log has the details"), request.method);
+}
+
+/**
+ * The Worker: auth, then the OCI Distribution routes under `/v2/`, on the R2 bucket `REGISTRY`.
+ */
+export default {
+  async fetch(request: Request, env: Env, ctx: ExecutionContext): Promise<Response> {
+    const url = new URL(request.url);
+    let response: Response;
+    try {
+      response = await handle(request, env, ctx, url);
+    } catch (error) {
+      response = failure(error, request);
+    }
+    if (isV2(url.pathname)) {
+      response = new Response(response.body, response);
+      response.headers.set("Docker-Distribution-API-Version", "registry/2.0");
+    }
+    return response;
+  },
+} satisfies ExportedHandler<Env>;

@@ -1,0 +1,93 @@
+import { RegistryError } from "../../errors";
+import type { ParsedManifest } from "../../oci/manifest";
+import { readLimited } from "../../streams";
+import { requireVerifiableDigest } from "../../oci/digest";
+import type { Chunk, PageRequest, RangeRequest, Registry } from "../registry";
+import { R2Blobs } from "./blobs";
+import { R2Listing } from "./listing";
+import { R2Manifests } from "./manifests";
+import { PART_SIZE, R2Uploads } from "./uploads";
+
+/**
+ * The registry on one R2 bucket, in serverless-registry's key layout (see `keys.ts`).
+ *
+ * @example
+ * const registry = new R2Registry(env.REGISTRY);
+ * const tags = await registry.listTags("library/alpine", { n: 100 });
+ */
+export class R2Registry implements Registry {
+  private readonly blobs: R2Blobs;
+  private readonly uploads: R2Uploads;
+  private readonly manifests: R2Manifests;
+  private readonly listing: R2Listing;
+
+  constructor(bucket: R2Bucket) {
+    this.blobs = new R2Blobs(bucket);
+    this.uploads = new R2Uploads(bucket, this.blobs);
+    this.manifests = new R2Manifests(bucket);
+    this.listing = new R2Listing(bucket);
+  }
+
+  statBlob(name: string, digest: string) {
+    return this.blobs.stat(name, digest);
+  }
+  getBlob(name: string, digest: string, range?: RangeRequest) {
+    return this.blobs.get(name, digest, range);
+  }
+  deleteBlob(name: string, digest: string) {
+    return this.blobs.delete(name, digest);
+  }
+  mountBlob(name: string, digest: string, from: string) {
+    return this.blobs.mount(name, digest, from);
+  }
+
+  async putBlob(name: string, digest: string, chunk: Chunk) {
+    const verified = requireVerifiableDigest(digest);
+    if (chunk.length !== undefined && chunk.length <= PART_SIZE) {
+      const bytes = await readLimited(chunk.body, chunk.length);
+      if (bytes === undefined || bytes.byteLength !== chunk.length) {
+        throw new RegistryError("SIZE_INVALID", `the body does not have the ${chunk.length} bytes its Content-Length says`);
+      }
+      return this.blobs.put(name, verified, bytes, bytes.byteLength);
+    }
+    const session = await this.uploads.start(name);
+    return this.uploads.finish(name, session.id, verified, chunk);
+  }
+
+  startUpload(name: string) {
+    return this.uploads.start(name);
+  }
+  getUpload(name: string, id: string) {
+    return this.uploads.status(name, id);
+  }
+  appendUpload(name: string, id: string, chunk: Chunk) {
+    return this.uploads.append(name, id, chunk);
+  }
+  finishUpload(name: string, id: string, digest: string, chunk: Chunk) {
+    return this.uploads.finish(name, id, requireVerifiableDigest(digest), chunk);
+  }
+  cancelUpload(name: string, id: string) {
+    return this.uploads.cancel(name, id);
+  }
+
+  getManifest(name: string, reference: string) {
+    return this.manifests.get(name, reference);
+  }
+  statManifest(name: string, reference: string) {
+    return this.manifests.stat(name, reference);
+  }
+  putManifest(name: string, manifest: ParsedManifest, digest: string, tags: string[]) {
+    return this.manifests.put(name, manifest, digest, tags);
+  }
+  deleteManifest(name: string, reference: string) {
+    return this.manifests.delete(name, reference);
+  }
+
+  listTags(name: string, page: PageRequest) {
+    return this.listing.tags(name, page);
+  }
+  listRepositories(page: PageRequest) {
+    return this.listing.repositories(page);
+  }
+}
+

@@ -1,0 +1,66 @@
+/**
+ * The R2 key layout. Repository keys are those of serverless-registry (a bucket it wrote keeps
+ * working); keys this registry adds live under top-level names starting with `_`, which no
+ * repository name can start with.
+ *
+ * | key                                  | holds                                                    |
+ * |--------------------------------------|----------------------------------------------------------|
+ * | `<name>/manifests/<tag>`             | manifest bytes (a full copy), as in the original          |
+ * | `<name>/manifests/<digest>`          | manifest bytes, as in the original                        |
+ * | `<name>/blobs/<digest>`              | blob bytes, or a symlink object (original mount format)   |
+ * | `_repositories/<name>`               | empty marker: the repository exists (catalog index)       |
+ * | `_meta/catalog-backfilled`           | marker: repositories of an older bucket were indexed      |
+ * | `_uploads/<id>`                      | upload session state (JSON)                               |
+ * | `_uploads/<id>/tail-<n>`             | received bytes not yet written as a multipart part        |
+ * | `_uploads/<id>/data`                 | the session's R2 multipart upload, then its assembled blob |
+ */
+export const keys = {
+  manifestsPrefix: (name: string) => `${name}/manifests/`,
+  manifest: (name: string, reference: string) => `${name}/manifests/${reference}`,
+  blobsPrefix: (name: string) => `${name}/blobs/`,
+  blob: (name: string, digest: string) => `${name}/blobs/${digest}`,
+  repositoriesPrefix: "_repositories/",
+  repository: (name: string) => `_repositories/${name}`,
+  catalogBackfilled: "_meta/catalog-backfilled",
+  uploadsPrefix: "_uploads/",
+  upload: (id: string) => `_uploads/${id}`,
+  uploadTail: (id: string, serial: number) => `_uploads/${id}/tail-${serial}`,
+  uploadData: (id: string) => `_uploads/${id}/data`,
+};
+
+/** customMetadata key marking a mounted blob in the original's format; its value is the source repository. */
+export const SYMLINK_METADATA = "X-Serverless-Registry-Symlink";
+
+/** The last `/` segment of a key. */
+export function lastSegment(key: string): string {
+  return key.slice(key.lastIndexOf("/") + 1);
+}
+
+/**
+ * Lists every key under a prefix (one level: `delimiter` "/"), page by page.
+ *
+ * @example
+ * for await (const object of listAll(bucket, { prefix: "repo/blobs/" })) console.log(object.key);
+ */
+export async function* listAll(
+  bucket: R2Bucket,
+  options: { prefix: string; startAfter?: string; include?: ("customMetadata" | "httpMetadata")[] },
+): AsyncGenerator<R2Object> {
+  let cursor: string | undefined;
+  do {
+    const page = await bucket.list({
+      prefix: options.prefix,
+      delimiter: "/",
+      limit: 1000,
+      ...(cursor ? { cursor } : options.startAfter ? { startAfter: options.startAfter } : {}),
+      ...(options.include ? { include: options.include } : {}),
+    });
+    for (const object of page.objects) yield object;
+    cursor = page.truncated ? page.cursor : undefined;
+  } while (cursor);
+}
+
+/** Deletes keys in batches of 1,000 (R2's limit per call). */
+export async function deleteKeys(bucket: R2Bucket, list: string[]): Promise<void> {
+  for (let i = 0; i < list.length; i += 1000) await bucket.delete(list.slice(i, i + 1000));
+}

@@ -1,0 +1,97 @@
+import { digestBytes, parseDigest, toHex } from "../../oci/digest";
+import { baseMediaType, MediaType } from "../../oci/media-types";
+import type { ParsedManifest } from "../../oci/manifest";
+import type { ManifestContent, ManifestInfo } from "../registry";
+import { deleteKeys, keys, listAll } from "./keys";
+
+/**
+ * The digest an R2 manifest object holds: our `digest` metadata, else (objects written by
+ * serverless-registry) R2's SHA-256 checksum.
+ */
+export function storedDigest(object: R2Object): string | undefined {
+  const meta = object.customMetadata?.digest;
+  if (meta) return meta;
+  const sha256 = object.checksums?.sha256;
+  return sha256 && sha256.byteLength === 32 ? `sha256:${toHex(new Uint8Array(sha256))}` : undefined;
+}
+
+function storedMediaType(object: R2Object): string {
+  return baseMediaType(object.httpMetadata?.contentType) ?? MediaType.OCI_MANIFEST;
+}
+
+/** Manifests in R2: a full copy under the digest key and under each tag key. */
+export class R2Manifests {
+  constructor(private readonly bucket: R2Bucket) {}
+
+  async get(name: string, reference: string): Promise<ManifestContent | null> {
+    const object = await this.bucket.get(keys.manifest(name, reference));
+    if (!object) return null;
+    let digest = storedDigest(object);
+    let body = object.body;
+    if (!digest) {
+      const bytes = new Uint8Array(await object.arrayBuffer());
+      digest = await digestBytes(bytes);
+      body = new Blob([bytes]).stream();
+    }
+    return { digest, size: object.size, mediaType: storedMediaType(object), body };
+  }
+
+  async stat(name: string, reference: string): Promise<ManifestInfo | null> {
+    const object = await this.bucket.head(keys.manifest(name, reference));
+    if (!object) return null;
+    const digest = storedDigest(object);
+    if (digest) return { digest, size: object.size, mediaType: storedMediaType(object) };
+    const full = await this.get(name, reference);
+    if (!full) return null;
+    await full.body.cancel();
+    return { digest: full.digest, size: full.size, mediaType: full.mediaType };
+  }
+
+  async put(name: string, manifest: ParsedManifest, digest: string, tags: string[]): Promise<ManifestInfo> {
+    const parsed = parseDigest(digest);
+    const options: R2PutOptions = {
+      httpMetadata: { contentType: manifest.mediaType },
+      customMetadata: {
+        digest,
+        hasSubject: manifest.subject ? "true" : "false",
+        ...(manifest.subject ? { subjectDigest: manifest.subject.digest } : {}),
+      },
+      // R2 verifies the bytes and keeps the checksum serverless-registry reads digests from.
+      ...(parsed?.algorithm === "sha256" ? { sha256: parsed.encoded } : {}),
+    };
+    // The digest key first: a tag never points at a manifest that is not stored.
+    await this.bucket.put(keys.manifest(name, digest), manifest.bytes, options);
+    await Promise.all(tags.map((tag) => this.bucket.put(keys.manifest(name, tag), manifest.bytes, options)));
+    if (!(await this.bucket.head(keys.repository(name)))) await this.bucket.put(keys.repository(name), "");
+    return { digest, size: manifest.bytes.byteLength, mediaType: manifest.mediaType };
+  }
+
+  /**
+   * Deletes a tag, or a digest with every tag that points at it (listing the repository's
+   * manifests page by page, so any number of tags goes in one call).
+   */
+  async delete(name: string, reference: string): Promise<boolean> {
+    const key = keys.manifest(name, reference);
+    if (!parseDigest(reference)) {
+      if (!(await this.bucket.head(key))) return false;
+      await this.bucket.delete(key);
+      return true;
+    }
+    const doomed: string[] = [];
+    for await (const object of listAll(this.bucket, { prefix: keys.manifestsPrefix(name), include: ["customMetadata"] })) {
+      if (object.key === key) continue;
+      let digest = storedDigest(object);
+      if (!digest) {
+        const full = await this.bucket.head(object.key);
+        digest = full ? storedDigest(full) : undefined;
+      }
+      if (digest === reference) doomed.push(object.key);
+    }
+    const exists = (await this.bucket.head(key)) !== null;
+    if (!exists && doomed.length === 0) return false;
+    // Tags first, the digest last: a failure half-way never leaves a tag without its manifest.
+    await deleteKeys(this.bucket, doomed);
+    await this.bucket.delete(key);
+    return true;
+  }
+}

@@ -1,0 +1,110 @@
+import type { ParsedManifest } from "../oci/manifest";
+
+/** Size and digest of a stored blob. */
+export interface BlobInfo {
+  digest: string;
+  size: number;
+}
+
+/** A byte range of a blob, inclusive of both ends. */
+export interface ByteRange {
+  start: number;
+  end: number;
+}
+
+/** A blob's content, whole or a range of it. */
+export interface BlobContent extends BlobInfo {
+  body: ReadableStream<Uint8Array>;
+  /** Set when only `range` of the blob is in `body`. */
+  range?: ByteRange;
+}
+
+/** Where an upload session stands. */
+export interface UploadStatus {
+  id: string;
+  name: string;
+  /** Bytes received so far; the next chunk starts at this offset. */
+  offset: number;
+}
+
+/** A stored manifest's identity. */
+export interface ManifestInfo {
+  digest: string;
+  size: number;
+  mediaType: string;
+}
+
+/** A stored manifest with its exact bytes. */
+export interface ManifestContent extends ManifestInfo {
+  body: ReadableStream<Uint8Array>;
+}
+
+/** One page of a listing. */
+export interface Page<T> {
+  items: T[];
+  /** True when more items follow the last one returned. */
+  more: boolean;
+}
+
+/** What a listing asks for: up to `n` items after `last`. */
+export interface PageRequest {
+  n: number;
+  last?: string;
+}
+
+/** A chunk of upload data and what the client said about it. */
+export interface Chunk {
+  body: ReadableStream<Uint8Array> | null;
+  /** Content-Length, when the client sent one. */
+  length?: number;
+  /** Offset the client says the chunk starts at (from Content-Range). */
+  start?: number;
+}
+
+/**
+ * The storage-agnostic registry the HTTP handlers talk to. Implemented on R2 by `R2Registry`;
+ * a pull-through wrapper implements the same interface.
+ *
+ * Methods throw `RegistryError` for a client's mistake (unknown upload, wrong digest, …).
+ */
+export interface Registry {
+  /** Size and digest of a blob in a repository, or `null`. */
+  statBlob(name: string, digest: string): Promise<BlobInfo | null>;
+  /** A blob's bytes (or a range of them), or `null`. */
+  getBlob(name: string, digest: string, range?: RangeRequest): Promise<BlobContent | null>;
+  /** Removes a blob from a repository; false if it was not there. */
+  deleteBlob(name: string, digest: string): Promise<boolean>;
+  /** Makes a blob of repository `from` available in `name`; `null` if `from` lacks it. */
+  mountBlob(name: string, digest: string, from: string): Promise<BlobInfo | null>;
+
+  /** Stores a whole blob sent in one request, verified against its digest. */
+  putBlob(name: string, digest: string, chunk: Chunk): Promise<BlobInfo>;
+
+  /** Opens an upload session. */
+  startUpload(name: string): Promise<UploadStatus>;
+  /** The state of a session; throws BLOB_UPLOAD_UNKNOWN. */
+  getUpload(name: string, id: string): Promise<UploadStatus>;
+  /** Appends a chunk; throws RANGE_INVALID when it does not start where the last one ended. */
+  appendUpload(name: string, id: string, chunk: Chunk): Promise<UploadStatus>;
+  /** Appends an optional last chunk, verifies the digest and publishes the blob. */
+  finishUpload(name: string, id: string, digest: string, chunk: Chunk): Promise<BlobInfo>;
+  /** Abandons a session and what it stored. */
+  cancelUpload(name: string, id: string): Promise<void>;
+
+  /** A manifest by tag or digest, or `null`. */
+  getManifest(name: string, reference: string): Promise<ManifestContent | null>;
+  /** A manifest's identity by tag or digest, or `null`. */
+  statManifest(name: string, reference: string): Promise<ManifestInfo | null>;
+  /** Stores a validated manifest under its digest and, when `tag` is given, that tag. */
+  putManifest(name: string, manifest: ParsedManifest, digest: string, tags: string[]): Promise<ManifestInfo>;
+  /** Deletes a tag, or a digest and every tag pointing at it; false if unknown. */
+  deleteManifest(name: string, reference: string): Promise<boolean>;
+
+  /** Tags of a repository in lexical order, or `null` if the repository is unknown. */
+  listTags(name: string, page: PageRequest): Promise<Page<string> | null>;
+  /** Repository names in lexical order. */
+  listRepositories(page: PageRequest): Promise<Page<string>>;
+}
+
+/** A byte range as asked for by a `Range` header: `bytes=a-b`, `bytes=a-` or `bytes=-n`. */
+export type RangeRequest = { offset: number; length?: number } | { suffix: number };

@@ -1,0 +1,67 @@
+/**
+ * A FIFO of byte chunks that hands out exact-size pieces, so a stream of any chunking can be cut
+ * into fixed-size parts while holding at most one part (plus one chunk) in memory.
+ *
+ * @example
+ * const q = new ByteQueue();
+ * q.push(chunk);
+ * while (q.size >= partSize) await uploadPart(q.take(partSize));
+ */
+export class ByteQueue {
+  private chunks: Uint8Array[] = [];
+  private head = 0;
+  size = 0;
+
+  push(chunk: Uint8Array): void {
+    if (chunk.byteLength === 0) return;
+    this.chunks.push(chunk);
+    this.size += chunk.byteLength;
+  }
+
+  /** Removes and returns the first `n` bytes (n ≤ size). */
+  take(n: number): Uint8Array {
+    const out = new Uint8Array(n);
+    let filled = 0;
+    while (filled < n) {
+      const chunk = this.chunks[0]!;
+      const available = chunk.byteLength - this.head;
+      const count = Math.min(available, n - filled);
+      out.set(chunk.subarray(this.head, this.head + count), filled);
+      filled += count;
+      this.head += count;
+      if (this.head === chunk.byteLength) {
+        this.chunks.shift();
+        this.head = 0;
+      }
+    }
+    this.size -= n;
+    return out;
+  }
+
+  /** Removes and returns everything. */
+  drain(): Uint8Array {
+    return this.take(this.size);
+  }
+}
+
+/**
+ * Reads a whole (small) stream into memory, failing once it exceeds `limit` bytes.
+ *
+ * @example
+ * const bytes = await readLimited(request.body, 4 << 20); // undefined when over the limit
+ */
+export async function readLimited(body: ReadableStream<Uint8Array> | null, limit: number): Promise<Uint8Array | undefined> {
+  const queue = new ByteQueue();
+  if (!body) return new Uint8Array(0);
+  const reader = body.getReader();
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    queue.push(value);
+    if (queue.size > limit) {
+      await reader.cancel();
+      return undefined;
+    }
+  }
+  return queue.drain();
+}
