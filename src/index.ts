@@ -35,7 +35,7 @@ async function handle(request: Request, env: Env, ctx: ExecutionContext, url: UR
     waitUntil: (promise) => ctx.waitUntil(promise),
   });
   if (response) return response;
-  const allowed = allowedMethods(url.pathname);
+  const allowed = allowedMethods(router, url.pathname);
   if (allowed.length > 0) {
     throw new RegistryError("UNSUPPORTED", `${request.method} is not supported here; use ${allowed.join(", ")}`, {
       headers: { Allow: allowed.join(", ") },

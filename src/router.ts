@@ -3,6 +3,7 @@ import { apiVersionCheck } from "./handlers/base";
 import { deleteBlob, getBlob, headBlob } from "./handlers/blobs";
 import type { Context, Handler } from "./handlers/context";
 import { listRepositories, listTags } from "./handlers/listing";
+import { listReferrers } from "./handlers/referrers";
 import { deleteManifest, getManifest, headManifest, putManifest } from "./handlers/manifests";
 import { appendChunk, cancelUpload, finishUpload, startUpload, uploadStatus } from "./handlers/uploads";
 
@@ -23,6 +24,7 @@ export const ROUTES: Route[] = [
   ["PATCH", "/v2/:name+/blobs/uploads/:id", appendChunk],
   ["PUT", "/v2/:name+/blobs/uploads/:id", finishUpload],
   ["DELETE", "/v2/:name+/blobs/uploads/:id", cancelUpload],
+  ["GET", "/v2/:name+/referrers/:digest", listReferrers],
   ["GET", "/v2/:name+/blobs/:digest", getBlob],
   ["HEAD", "/v2/:name+/blobs/:digest", headBlob],
   ["DELETE", "/v2/:name+/blobs/:digest", deleteBlob],
@@ -41,8 +43,7 @@ export function createRouter() {
 }
 
 /** The methods the routes accept at a path (for 405 answers); empty when no route has it. */
-export function allowedMethods(pathname: string): string[] {
-  const router = createRouter();
+export function allowedMethods(router: ReturnType<typeof createRouter>, pathname: string): string[] {
   const methods = new Set<string>();
   for (const [method, pattern] of router.routes) if (pattern.test(pathname)) methods.add(method);
   return [...methods];

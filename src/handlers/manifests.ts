@@ -1,5 +1,5 @@
 import { RegistryError } from "../errors";
-import { digestBytes, type VerifiableAlgorithm } from "../oci/digest";
+import { digestBytes, parseDigest, type VerifiableAlgorithm } from "../oci/digest";
 import { MAX_MANIFEST_SIZE, parseManifest, type ParsedManifest } from "../oci/manifest";
 import { isTag, parseReference } from "../oci/names";
 import type { ManifestInfo, Registry } from "../registry/registry";
@@ -48,10 +48,31 @@ export const headManifest: Handler = async (request, { registry }) => {
   return new Response(null, { status: 200, headers: manifestHeaders(info) });
 };
 
-/** Checks that everything a manifest references is in the repository. */
+/** True when a descriptor's embedded `data` is the content its digest and size name. */
+async function embeddedVerifies(embedded: { digest: string; size: number; data: string }): Promise<boolean> {
+  let bytes: Uint8Array;
+  try {
+    bytes = Uint8Array.from(atob(embedded.data), (c) => c.charCodeAt(0));
+  } catch {
+    return false;
+  }
+  const algorithm = parseDigest(embedded.digest)?.algorithm;
+  if (bytes.byteLength !== embedded.size || (algorithm !== "sha256" && algorithm !== "sha512")) return false;
+  return (await digestBytes(bytes, algorithm)) === embedded.digest;
+}
+
+/**
+ * Checks that everything a manifest references is in the repository (a blob whose descriptor
+ * embeds verified `data` needs none).
+ */
 async function requireReferences(registry: Registry, name: string, manifest: ParsedManifest): Promise<void> {
+  const present = async (digest: string) => {
+    if (await registry.statBlob(name, digest)) return true;
+    const embedded = manifest.embedded.find((e) => e.digest === digest);
+    return embedded !== undefined && (await embeddedVerifies(embedded));
+  };
   const checks = [
-    ...manifest.blobs.map(async (digest) => ((await registry.statBlob(name, digest)) ? undefined : { digest, kind: "blob" })),
+    ...manifest.blobs.map(async (digest) => ((await present(digest)) ? undefined : { digest, kind: "blob" })),
     ...manifest.manifests.map(async (digest) =>
       (await registry.statManifest(name, digest)) ? undefined : { digest, kind: "manifest" },
     ),
@@ -107,7 +128,8 @@ export const putManifest: Handler = async (request, { registry, url }) => {
     tags.push(reference.tag);
   }
 
-  await requireReferences(registry, name, manifest);
+  // Re-tagging a manifest the repository already holds touches no blobs.
+  if (!(await registry.statManifest(name, digest))) await requireReferences(registry, name, manifest);
   const info = await registry.putManifest(name, manifest, digest, tags);
   const headers = new Headers({
     Location: `/v2/${pathOf(name)}/manifests/${info.digest}`,

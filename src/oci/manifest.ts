@@ -59,6 +59,8 @@ export interface ParsedManifest {
   bytes: Uint8Array;
   /** Blobs that must be in the repository (config and distributable layers). */
   blobs: string[];
+  /** Descriptors that embed their content (`data`, base64): they need no blob if it verifies. */
+  embedded: { digest: string; size: number; data: string }[];
   /** Child manifests that must be in the repository (for an index). */
   manifests: string[];
   /** The `subject` descriptor, when the manifest refers to another one. */
@@ -128,10 +130,12 @@ export function parseManifest(bytes: Uint8Array, contentType: string | null): Pa
     if (!parsed.success) invalid(firstIssue(parsed.error));
     const m = parsed.data;
     const layers = m.layers.filter((l) => !(l.urls?.length && NON_DISTRIBUTABLE_LAYER_TYPES.has(l.mediaType)));
+    const all = [m.config, ...layers];
     return {
       mediaType,
       bytes,
-      blobs: [m.config.digest, ...layers.map((l) => l.digest)],
+      blobs: all.map((d) => d.digest),
+      embedded: all.flatMap((d) => (d.data === undefined ? [] : [{ digest: d.digest, size: d.size, data: d.data }])),
       manifests: [],
       subject: m.subject,
       artifactType: m.artifactType || m.config.mediaType || undefined,
@@ -146,6 +150,7 @@ export function parseManifest(bytes: Uint8Array, contentType: string | null): Pa
       mediaType,
       bytes,
       blobs: [],
+      embedded: [],
       manifests: m.manifests.map((d) => d.digest),
       subject: m.subject,
       artifactType: m.artifactType || undefined,

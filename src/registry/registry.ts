@@ -52,6 +52,20 @@ export interface PageRequest {
   last?: string;
 }
 
+/** A referrers listing: a page, optionally only manifests of one artifact type. */
+export interface ReferrersRequest extends PageRequest {
+  artifactType?: string;
+}
+
+/** A manifest that refers to another, as the referrers API lists it. */
+export interface ReferrerDescriptor {
+  mediaType: string;
+  digest: string;
+  size: number;
+  artifactType?: string;
+  annotations?: Record<string, string>;
+}
+
 /** A chunk of upload data and what the client said about it. */
 export interface Chunk {
   body: ReadableStream<Uint8Array> | null;
@@ -104,6 +118,8 @@ export interface Registry {
   listTags(name: string, page: PageRequest): Promise<Page<string> | null>;
   /** Repository names in lexical order. */
   listRepositories(page: PageRequest): Promise<Page<string>>;
+  /** Descriptors of the manifests whose `subject` is `subject`, in digest order. */
+  listReferrers(name: string, subject: string, page: ReferrersRequest): Promise<Page<ReferrerDescriptor>>;
 }
 
 /** A byte range as asked for by a `Range` header: `bytes=a-b`, `bytes=a-` or `bytes=-n`. */

@@ -2,10 +2,11 @@ import { RegistryError } from "../../errors";
 import type { ParsedManifest } from "../../oci/manifest";
 import { readLimited } from "../../streams";
 import { requireVerifiableDigest } from "../../oci/digest";
-import type { Chunk, PageRequest, RangeRequest, Registry } from "../registry";
+import type { Chunk, PageRequest, RangeRequest, ReferrersRequest, Registry } from "../registry";
 import { R2Blobs } from "./blobs";
 import { R2Listing } from "./listing";
 import { R2Manifests } from "./manifests";
+import { R2Referrers } from "./referrers";
 import { PART_SIZE, R2Uploads } from "./uploads";
 
 /**
@@ -20,11 +21,13 @@ export class R2Registry implements Registry {
   private readonly uploads: R2Uploads;
   private readonly manifests: R2Manifests;
   private readonly listing: R2Listing;
+  private readonly referrers: R2Referrers;
 
   constructor(bucket: R2Bucket) {
     this.blobs = new R2Blobs(bucket);
     this.uploads = new R2Uploads(bucket, this.blobs);
-    this.manifests = new R2Manifests(bucket);
+    this.referrers = new R2Referrers(bucket);
+    this.manifests = new R2Manifests(bucket, this.referrers);
     this.listing = new R2Listing(bucket);
   }
 
@@ -88,6 +91,9 @@ export class R2Registry implements Registry {
   }
   listRepositories(page: PageRequest) {
     return this.listing.repositories(page);
+  }
+  listReferrers(name: string, subject: string, page: ReferrersRequest) {
+    return this.referrers.list(name, subject, page);
   }
 }
 

@@ -8,6 +8,7 @@
  * | `<name>/manifests/<tag>`             | manifest bytes (a full copy), as in the original          |
  * | `<name>/manifests/<digest>`          | manifest bytes, as in the original                        |
  * | `<name>/blobs/<digest>`              | blob bytes, or a symlink object (original mount format)   |
+ * | `<name>/_referrers/<subject>/<digest>` | a referrer's descriptor (JSON), as in the original       |
  * | `_repositories/<name>`               | empty marker: the repository exists (catalog index)       |
  * | `_meta/catalog-backfilled`           | marker: repositories of an older bucket were indexed      |
  * | `_uploads/<id>`                      | upload session state (JSON)                               |
@@ -19,6 +20,8 @@ export const keys = {
   manifest: (name: string, reference: string) => `${name}/manifests/${reference}`,
   blobsPrefix: (name: string) => `${name}/blobs/`,
   blob: (name: string, digest: string) => `${name}/blobs/${digest}`,
+  referrersPrefix: (name: string, subject: string) => `${name}/_referrers/${subject}/`,
+  referrer: (name: string, subject: string, digest: string) => `${name}/_referrers/${subject}/${digest}`,
   repositoriesPrefix: "_repositories/",
   repository: (name: string) => `_repositories/${name}`,
   catalogBackfilled: "_meta/catalog-backfilled",

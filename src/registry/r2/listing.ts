@@ -1,7 +1,6 @@
-import { looksLikeDigest } from "../../oci/digest";
 import { isTag, MAX_NAME_LENGTH } from "../../oci/names";
 import type { Page, PageRequest } from "../registry";
-import { keys, lastSegment, listAll } from "./keys";
+import { keys, lastSegment } from "./keys";
 
 /** Sub-folders of a repository in the original's layout (never nested repositories' roots here). */
 const INTERNAL_FOLDERS = new Set(["manifests/", "blobs/", "uploads/", "_referrers/", "insertion/", "gc/"]);
@@ -21,12 +20,36 @@ export class R2Listing {
   async tags(name: string, { n, last }: PageRequest): Promise<Page<string> | null> {
     const prefix = keys.manifestsPrefix(name);
     const items: string[] = [];
-    if (n > 0) {
-      for await (const object of listAll(this.bucket, { prefix, startAfter: last ? prefix + last : undefined })) {
+    let startAfter = last ? prefix + last : undefined;
+    let cursor: string | undefined;
+    while (n > 0) {
+      const page = await this.bucket.list({
+        prefix,
+        delimiter: "/",
+        limit: 1000,
+        ...(cursor ? { cursor } : startAfter ? { startAfter } : {}),
+      });
+      let jumpTo: string | undefined;
+      for (const object of page.objects) {
         const tag = lastSegment(object.key);
-        if (looksLikeDigest(tag) || !isTag(tag)) continue;
-        items.push(tag);
+        const colon = tag.indexOf(":");
+        if (colon >= 0) {
+          // Digest keys (`sha256:…`) sort in one block among the tags: jump over the whole block
+          // (no tag contains ":", and ";" is the character after it).
+          jumpTo = `${prefix}${tag.slice(0, colon)};`;
+          break;
+        }
+        if (isTag(tag)) items.push(tag);
         if (items.length > n) break;
+      }
+      if (items.length > n) break;
+      if (jumpTo) {
+        startAfter = jumpTo;
+        cursor = undefined;
+      } else if (page.truncated) {
+        cursor = page.cursor;
+      } else {
+        break;
       }
     }
     if (items.length === 0 && !(await this.repositoryExists(name))) return null;

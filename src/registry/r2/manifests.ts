@@ -3,6 +3,8 @@ import { baseMediaType, MediaType } from "../../oci/media-types";
 import type { ParsedManifest } from "../../oci/manifest";
 import type { ManifestContent, ManifestInfo } from "../registry";
 import { deleteKeys, keys, listAll } from "./keys";
+import { referencesOf } from "../../oci/manifest";
+import type { R2Referrers } from "./referrers";
 
 /**
  * The digest an R2 manifest object holds: our `digest` metadata, else (objects written by
@@ -21,7 +23,10 @@ function storedMediaType(object: R2Object): string {
 
 /** Manifests in R2: a full copy under the digest key and under each tag key. */
 export class R2Manifests {
-  constructor(private readonly bucket: R2Bucket) {}
+  constructor(
+    private readonly bucket: R2Bucket,
+    private readonly referrers: R2Referrers,
+  ) {}
 
   async get(name: string, reference: string): Promise<ManifestContent | null> {
     const object = await this.bucket.get(keys.manifest(name, reference));
@@ -62,6 +67,15 @@ export class R2Manifests {
     // The digest key first: a tag never points at a manifest that is not stored.
     await this.bucket.put(keys.manifest(name, digest), manifest.bytes, options);
     await Promise.all(tags.map((tag) => this.bucket.put(keys.manifest(name, tag), manifest.bytes, options)));
+    if (manifest.subject) {
+      await this.referrers.add(name, manifest.subject.digest, {
+        mediaType: manifest.mediaType,
+        digest,
+        size: manifest.bytes.byteLength,
+        ...(manifest.artifactType ? { artifactType: manifest.artifactType } : {}),
+        ...(manifest.annotations ? { annotations: manifest.annotations } : {}),
+      });
+    }
     if (!(await this.bucket.head(keys.repository(name)))) await this.bucket.put(keys.repository(name), "");
     return { digest, size: manifest.bytes.byteLength, mediaType: manifest.mediaType };
   }
@@ -87,11 +101,24 @@ export class R2Manifests {
       }
       if (digest === reference) doomed.push(object.key);
     }
-    const exists = (await this.bucket.head(key)) !== null;
-    if (!exists && doomed.length === 0) return false;
+    const object = await this.bucket.head(key);
+    if (!object && doomed.length === 0) return false;
     // Tags first, the digest last: a failure half-way never leaves a tag without its manifest.
     await deleteKeys(this.bucket, doomed);
+    const subject = object ? await this.subjectOf(object) : undefined;
+    if (subject) await this.referrers.remove(name, subject, reference);
     await this.bucket.delete(key);
     return true;
+  }
+
+  /** The subject a stored manifest refers to: from its metadata, else (older objects) its body. */
+  private async subjectOf(object: R2Object): Promise<string | undefined> {
+    const meta = object.customMetadata ?? {};
+    if (meta.subjectDigest) return meta.subjectDigest;
+    if (meta.hasSubject === "false") return undefined;
+    const full = await this.bucket.get(object.key);
+    if (!full) return undefined;
+    const subject = referencesOf(new Uint8Array(await full.arrayBuffer())).subject;
+    return subject && parseDigest(subject) ? subject : undefined;
   }
 }
