@@ -75,3 +75,25 @@ export function parseRangeHeader(header: string | null): RangeRequest | undefine
   if (end < offset) return undefined;
   return { offset, length: end - offset + 1 };
 }
+
+/**
+ * A query parameter decoded without turning `+` into a space: media types such as
+ * `application/spdx+json` are often sent unencoded, and never contain spaces.
+ *
+ * @example
+ * literalQueryParam(new URL("https://r/x?artifactType=application/spdx+json"), "artifactType"); // "application/spdx+json"
+ */
+export function literalQueryParam(url: URL, key: string): string | undefined {
+  for (const pair of url.search.slice(1).split("&")) {
+    const eq = pair.indexOf("=");
+    const name = eq < 0 ? pair : pair.slice(0, eq);
+    if (name !== key) continue;
+    const raw = eq < 0 ? "" : pair.slice(eq + 1);
+    try {
+      return decodeURIComponent(raw);
+    } catch {
+      return raw;
+    }
+  }
+  return undefined;
+}

@@ -1,4 +1,4 @@
-import { linkNext, parsePage } from "../http";
+import { linkNext, literalQueryParam, parsePage } from "../http";
 import { MediaType } from "../oci/media-types";
 import { digestParam, nameParam, type Handler } from "./context";
 
@@ -17,7 +17,7 @@ export const listReferrers: Handler = async (request, { registry, url }) => {
   const name = nameParam(request);
   const subject = digestParam(request);
   const { n, last } = parsePage(url, { defaultN: MAX_REFERRERS, max: MAX_REFERRERS });
-  const artifactType = url.searchParams.get("artifactType") ?? undefined;
+  const artifactType = literalQueryParam(url, "artifactType");
   const page = await registry.listReferrers(name, subject.value, { n, last, artifactType });
   const headers = new Headers({ "Content-Type": MediaType.OCI_INDEX });
   if (artifactType !== undefined) headers.set("OCI-Filters-Applied", "artifactType");
