@@ -26,7 +26,8 @@ export class R2Listing {
       const page = await this.bucket.list({
         prefix,
         delimiter: "/",
-        limit: 1000,
+        // One more than the page needs tells whether more follow.
+        limit: Math.min(1000, n + 1 - items.length),
         ...(cursor ? { cursor } : startAfter ? { startAfter } : {}),
       });
       let jumpTo: string | undefined;

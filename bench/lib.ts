@@ -1,0 +1,102 @@
+/**
+ * Small helpers shared by the benchmarks: a keep-alive HTTP client that ignores self-signed
+ * certificates, timing, and table printing.
+ */
+import { createHash } from "node:crypto";
+import { Agent, request } from "node:https";
+import { Agent as HttpAgent, request as httpRequest } from "node:http";
+
+const httpsAgent = new Agent({ keepAlive: true, rejectUnauthorized: false, maxSockets: 64 });
+const httpAgent = new HttpAgent({ keepAlive: true, maxSockets: 64 });
+
+export interface Target {
+  /** Shown in tables. */
+  label: string;
+  /** e.g. https://127.0.0.1:5000 */
+  url: string;
+  username?: string;
+  password?: string;
+}
+
+export interface Reply {
+  status: number;
+  headers: Record<string, string | string[] | undefined>;
+  body: Buffer;
+  ms: number;
+}
+
+/** Sends one request to a registry and times it (until the whole body is read). */
+export function send(target: Target, method: string, path: string, headers: Record<string, string> = {}, body?: string | Uint8Array): Promise<Reply> {
+  const url = new URL(path, target.url);
+  const auth = target.username ? { authorization: `Basic ${Buffer.from(`${target.username}:${target.password}`).toString("base64")}` } : {};
+  const https = url.protocol === "https:";
+  const started = performance.now();
+  return new Promise((resolve, reject) => {
+    const req = (https ? request : httpRequest)(
+      url,
+      {
+        method,
+        agent: https ? httpsAgent : httpAgent,
+        headers: { ...auth, ...headers, ...(body !== undefined ? { "content-length": String(Buffer.byteLength(body)) } : {}) },
+      },
+      (res) => {
+        const chunks: Buffer[] = [];
+        res.on("data", (c: Buffer) => chunks.push(c));
+        res.on("end", () =>
+          resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks), ms: performance.now() - started }),
+        );
+        res.on("error", reject);
+      },
+    );
+    req.on("error", reject);
+    req.setTimeout(120_000, () => req.destroy(new Error(`${method} ${url} timed out`)));
+    if (body !== undefined) req.write(body);
+    req.end();
+  });
+}
+
+/** Throws unless the reply has the expected status. */
+export function expectStatus(reply: Reply, status: number, what: string): Reply {
+  if (reply.status !== status) throw new Error(`${what}: expected ${status}, got ${reply.status}: ${reply.body.toString("utf8").slice(0, 500)}`);
+  return reply;
+}
+
+/** Median of a list of numbers. */
+export function median(values: number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  const mid = Math.floor(sorted.length / 2);
+  return sorted.length % 2 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
+}
+
+/** Runs `fn` `runs` times (after one warm-up) and returns the median milliseconds. */
+export async function medianMs(runs: number, fn: () => Promise<number>): Promise<number> {
+  await fn();
+  const times: number[] = [];
+  for (let i = 0; i < runs; i++) times.push(await fn());
+  return median(times);
+}
+
+export function sha256(data: string | Uint8Array): string {
+  return `sha256:${createHash("sha256").update(data).digest("hex")}`;
+}
+
+/** Prints an aligned table. */
+export function table(title: string, header: string[], rows: (string | number)[][]): void {
+  const cells = [header, ...rows.map((r) => r.map(String))];
+  const widths = header.map((_, i) => Math.max(...cells.map((r) => r[i]!.length)));
+  console.log(`\n${title}`);
+  for (const [i, row] of cells.entries()) {
+    console.log(`  ${row.map((c, j) => c.padEnd(widths[j]!)).join("  ")}`);
+    if (i === 0) console.log(`  ${widths.map((w) => "-".repeat(w)).join("  ")}`);
+  }
+}
+
+/** "12.3 ms" */
+export function ms(value: number): string {
+  return `${value.toFixed(1)} ms`;
+}
+
+/** "×1.8" ratio of ours to theirs (below 1 is faster). */
+export function ratio(ours: number, theirs: number): string {
+  return theirs > 0 ? `×${(ours / theirs).toFixed(2)}` : "n/a";
+}
