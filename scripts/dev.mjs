@@ -10,7 +10,7 @@
 //   USERNAME, PASSWORD        dev credentials (default: those of wrangler's `dev` environment)
 //   DEV_PROTOCOL=http         serve plain HTTP instead (clients then need their http switches)
 import { spawn } from "node:child_process";
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { request } from "node:https";
 import { request as httpRequest } from "node:http";
 import { createServer } from "node:net";
@@ -94,7 +94,10 @@ const child = spawn(process.execPath, [wranglerBin, ...args], {
 for (const sig of ["SIGINT", "SIGTERM", "SIGHUP"]) {
   process.on(sig, () => child.kill(sig));
 }
-child.on("exit", (code, signal) => process.exit(code ?? (signal ? 1 : 0)));
+child.on("exit", (code, signal) => {
+  rmSync(generated, { force: true });
+  process.exit(code ?? (signal ? 1 : 0));
+});
 
 function probe() {
   return new Promise((ok) => {

@@ -5,12 +5,13 @@
  *  - a private dockerd (vfs, no networking setup) on its own unix socket, and the docker CLI with a
  *    private DOCKER_CONFIG.
  */
-import { mkdirSync } from "node:fs";
+import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import {
   BackgroundProcess,
   cleanupAll,
   makeTempDir,
+  registerExitCleanup,
   removeTempDir,
   run,
   type RunOptions,
@@ -20,6 +21,8 @@ import {
 /** Environment that points every containers/image and docker lookup of credentials at `dir`. */
 function privateAuthEnv(dir: string): Record<string, string> {
   mkdirSync(join(dir, "docker-config"), { recursive: true });
+  // podman refuses to pull with an --authfile/REGISTRY_AUTH_FILE that does not exist.
+  writeFileSync(join(dir, "auth.json"), JSON.stringify({ auths: {} }));
   return {
     REGISTRY_AUTH_FILE: join(dir, "auth.json"),
     DOCKER_CONFIG: join(dir, "docker-config"),
@@ -127,6 +130,19 @@ export async function startDockerd(opts: { startTimeoutMs?: number } = {}): Prom
   const env = { DOCKER_CONFIG: configDir, DOCKER_HOST: host, DOCKER_CONTEXT: undefined, DOCKER_CLI_HINTS: "false" };
   const docker = (args: readonly string[], o: RunOptions = {}) =>
     run(DOCKER_CLI, ["-H", host, ...args], { timeoutMs: 180_000, ...o, env: { ...env, ...o.env } });
+  // dockerd starts containerd in a session of its own (setsid), outside our process group: it stops
+  // it on SIGTERM, but if dockerd dies first containerd must be killed through its pid file.
+  const killContainerd = () => {
+    try {
+      const pid = Number(readFileSync(join(dir, "x", "containerd", "containerd.pid"), "utf8").trim());
+      if (pid > 0 && readFileSync(`/proc/${pid}/cmdline`, "utf8").includes(dir)) process.kill(pid, "SIGKILL");
+    } catch {
+      /* not started, or already gone */
+    }
+  };
+  const unregister = registerExitCleanup(killContainerd);
+  const stop = () =>
+    cleanupAll([() => proc.stop(20_000), killContainerd, unregister, () => removeTempDir(dir)]);
   try {
     await proc.waitUntil(
       "`docker info` to answer",
@@ -135,15 +151,8 @@ export async function startDockerd(opts: { startTimeoutMs?: number } = {}): Prom
       250,
     );
   } catch (err) {
-    await cleanupAll([() => proc.stop(), () => removeTempDir(dir)]).catch(() => {});
+    await stop().catch(() => {});
     throw err;
   }
-  return {
-    host,
-    configDir,
-    docker,
-    logs: () => proc.logs(),
-    // dockerd stops the containerd it started when it gets SIGTERM; give it time to do so.
-    stop: () => cleanupAll([() => proc.stop(20_000), () => removeTempDir(dir)]),
-  };
+  return { host, configDir, docker, logs: () => proc.logs(), stop };
 }

@@ -1,8 +1,9 @@
 /**
  * The images every e2e test uses, built offline from fixed seeds (so digests are stable across
  * runs), written to one OCI layout, and pushed to a registry with skopeo:
- *  - `layered`: linux/amd64, 3 layers (the middle one holds a 6 MiB incompressible file, so uploads
- *    are larger than one typical chunk/part);
+ *  - `layered`: linux/amd64, 3 layers; the middle one holds an incompressible file of a little over
+ *    21 MiB, so its upload spans several storage parts (R2 multipart parts are 5–10 MiB) and does
+ *    not end on a part boundary;
  *  - `multiarch`: an OCI index of linux/amd64 + linux/arm64/v8 images, 3 small layers each.
  */
 import { join } from "node:path";
@@ -18,6 +19,9 @@ import {
 } from "./oci-image.ts";
 import type { TestRegistry } from "./target.ts";
 
+/** Size of the big file in the `layered` image. */
+export const BIG_FILE_BYTES = 21 * 1024 * 1024 + 12_345;
+
 export interface Fixtures {
   /** The OCI layout holding both artifacts. */
   layoutDir: string;
@@ -29,7 +33,7 @@ export interface Fixtures {
 }
 
 export function buildFixtures(dir: string): Fixtures {
-  const layered = seededImage("e2e-layered", { architecture: "amd64", layerCount: 3, bigFileBytes: 6 * 1024 * 1024 });
+  const layered = seededImage("e2e-layered", { architecture: "amd64", layerCount: 3, bigFileBytes: BIG_FILE_BYTES });
   const multiarch = buildMultiPlatformIndex([
     seededImage("e2e-multiarch", { architecture: "amd64", layerCount: 3 }),
     seededImage("e2e-multiarch", { architecture: "arm64", variant: "v8", layerCount: 3 }),

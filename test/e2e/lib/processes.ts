@@ -6,8 +6,8 @@
  * Every background process and temp dir is tracked; if the test worker exits without cleaning up
  * (crash, Ctrl-C), the process groups are still killed from an `exit` hook.
  */
-import { spawn, type ChildProcess } from "node:child_process";
-import { mkdtempSync, rmSync } from "node:fs";
+import { execFileSync, spawn, type ChildProcess } from "node:child_process";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -156,16 +156,46 @@ function killGroup(pgid: number, signal: NodeJS.Signals): void {
   }
 }
 
-process.once("exit", () => {
+/** Synchronous last-resort cleanups (e.g. daemons that left our process group). */
+const exitCleanups = new Set<() => void>();
+
+/** Runs `fn` if the worker exits before the returned function is called. */
+export function registerExitCleanup(fn: () => void): () => void {
+  exitCleanups.add(fn);
+  return () => exitCleanups.delete(fn);
+}
+
+function lastResortCleanup(): void {
+  for (const fn of exitCleanups) {
+    try {
+      fn();
+    } catch {
+      /* best effort */
+    }
+  }
+  exitCleanups.clear();
   for (const pgid of liveGroups) killGroup(pgid, "SIGKILL");
+  liveGroups.clear();
   for (const dir of liveDirs) {
     try {
+      unmountUnder(dir);
       rmSync(dir, { recursive: true, force: true });
     } catch {
       /* best effort */
     }
   }
-});
+  liveDirs.clear();
+}
+
+process.once("exit", lastResortCleanup);
+// Our children live in process groups of their own, so a Ctrl-C or a kill of the test worker does
+// not reach them: clean up, then let the signal do what it would have done.
+for (const signal of ["SIGINT", "SIGTERM", "SIGHUP"] as const) {
+  process.once(signal, () => {
+    lastResortCleanup();
+    if (process.listenerCount(signal) === 0) process.kill(process.pid, signal);
+  });
+}
 
 export interface BackgroundOptions {
   env?: Record<string, string | undefined>;
@@ -295,8 +325,37 @@ export function makeTempDir(prefix: string): string {
   return dir;
 }
 
+/**
+ * Lazily unmounts every mount point at or below `dir`, deepest first (dockerd bind-mounts its
+ * data-root onto itself and leaves that mount behind if it is killed).
+ */
+export function unmountUnder(dir: string): void {
+  let mountInfo: string;
+  try {
+    mountInfo = readFileSync("/proc/self/mountinfo", "utf8");
+  } catch {
+    return;
+  }
+  // Field 5 is the mount point, with spaces etc. escaped as octal.
+  const points = mountInfo
+    .split("\n")
+    .map((line) => line.split(" ")[4])
+    .filter((p): p is string => !!p)
+    .map((p) => p.replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8))))
+    .filter((p) => p === dir || p.startsWith(`${dir}/`))
+    .sort((a, b) => b.length - a.length);
+  for (const p of points) {
+    try {
+      execFileSync("umount", ["-l", p], { stdio: "ignore" });
+    } catch {
+      /* best effort: rm will report what is left */
+    }
+  }
+}
+
 export function removeTempDir(dir: string | undefined): void {
   if (!dir) return;
+  unmountUnder(dir);
   rmSync(dir, { recursive: true, force: true, maxRetries: 3 });
   liveDirs.delete(dir);
 }
