@@ -99,3 +99,80 @@ export async function errorCode(response: Response): Promise<string | undefined>
   const body = (await response.json()) as { errors?: { code: string }[] };
   return body.errors?.[0]?.code;
 }
+
+/** Docker manifest media types. */
+export const DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json";
+export const DOCKER_MANIFEST_LIST = "application/vnd.docker.distribution.manifest.list.v2+json";
+
+let counter = 0;
+
+/**
+ * A repository name no other test uses (storage is shared between the tests of one file).
+ *
+ * @example
+ * const name = uniqueName("blobs"); // "blobs/t3-k9x2a"
+ */
+export function uniqueName(prefix = "repo"): string {
+  counter += 1;
+  return `${prefix}/t${counter}-${Math.random().toString(36).slice(2, 8)}`;
+}
+
+/** Deletes every key in the bucket. */
+export async function clearBucket(): Promise<void> {
+  for (;;) {
+    const page = await env.REGISTRY.list({ limit: 1000 });
+    if (page.objects.length === 0) return;
+    await env.REGISTRY.delete(page.objects.map((o) => o.key));
+  }
+}
+
+/** Every key in the bucket under a prefix. */
+export async function keysUnder(prefix: string): Promise<string[]> {
+  const out: string[] = [];
+  let cursor: string | undefined;
+  do {
+    const page = await env.REGISTRY.list({ prefix, limit: 1000, ...(cursor ? { cursor } : {}) });
+    out.push(...page.objects.map((o) => o.key));
+    cursor = page.truncated ? page.cursor : undefined;
+  } while (cursor);
+  return out;
+}
+
+/** Opens an upload session in a repository; returns its Location (a path) and the response. */
+export async function startUpload(name: string): Promise<{ location: string; response: Response }> {
+  const response = await call(`/v2/${name}/blobs/uploads/`, { method: "POST" });
+  if (response.status !== 202) throw new Error(`POST upload: ${response.status} ${await response.text()}`);
+  return { location: response.headers.get("Location")!, response };
+}
+
+/** Adds query parameters to a path that may already have some. */
+export function withQuery(path: string, params: Record<string, string>): string {
+  const query = new URLSearchParams(params).toString();
+  return `${path}${path.includes("?") ? "&" : "?"}${query}`;
+}
+
+/** The parsed OCI error body of a response. */
+export interface ErrorBody {
+  errors: { code: string; message: string; detail: unknown }[];
+}
+
+/** Reads a response body fully as bytes. */
+export async function bodyBytes(response: Response): Promise<Uint8Array> {
+  return new Uint8Array(await response.arrayBuffer());
+}
+
+/** Concatenates byte arrays. */
+export function concat(...parts: Uint8Array[]): Uint8Array {
+  const out = new Uint8Array(parts.reduce((n, p) => n + p.byteLength, 0));
+  let offset = 0;
+  for (const p of parts) {
+    out.set(p, offset);
+    offset += p.byteLength;
+  }
+  return out;
+}
+
+/** Hex of a `sha256:<hex>` digest (for R2's `sha256` put option). */
+export function hexOf(digest: string): string {
+  return digest.slice(digest.indexOf(":") + 1);
+}

@@ -1,15 +1,28 @@
 import { RegistryError } from "../../errors";
 import type { Digest } from "../../oci/digest";
 import type { BlobContent, BlobInfo, ByteRange, RangeRequest } from "../registry";
-import { keys, SYMLINK_METADATA } from "./keys";
+import { DATA_METADATA, keys, SYMLINK_METADATA } from "./keys";
+import type { R2Links } from "./links";
 
 /** Symlinks are never chained by this registry; a few hops tolerate odd buckets. */
 const MAX_HOPS = 4;
+/** Blobs up to this size are copied when mounted, which keeps repositories independent. */
+export const COPY_ON_MOUNT_LIMIT = 10 * 1024 * 1024;
+
+/** Where a blob's bytes are, and how the repository holds them. */
+export interface Located {
+  /** The key holding the bytes. */
+  dataKey: string;
+  size: number;
+  /** The repository whose key holds real bytes (for symlinks to point at); absent for pointers. */
+  holder?: string;
+  /** How the repository's own key refers to them. */
+  kind: "bytes" | "symlink" | "pointer";
+}
 
 /** Where a symlink object points: `<source repo>/blobs/<digest>`. */
-function symlinkTarget(object: R2Object, digest: string): string | undefined {
-  const source = object.customMetadata?.[SYMLINK_METADATA];
-  return source === undefined ? undefined : keys.blob(source, digest);
+function symlinkSource(object: R2Object): string | undefined {
+  return object.customMetadata?.[SYMLINK_METADATA];
 }
 
 /** The repository a blob key belongs to. */
@@ -44,18 +57,29 @@ export function isChecksumMismatch(error: unknown): boolean {
   return /checksum|digest|did not match|does not match/i.test(String((error as Error)?.message ?? error));
 }
 
-/** Blobs in R2 under `<name>/blobs/<digest>`, including serverless-registry's mount symlinks. */
+/**
+ * Blobs in R2 under `<name>/blobs/<digest>`: bytes, serverless-registry's mount symlinks, or
+ * pointers to assembled uploads (see `keys.ts`).
+ */
 export class R2Blobs {
-  constructor(private readonly bucket: R2Bucket) {}
+  constructor(
+    private readonly bucket: R2Bucket,
+    private readonly links: R2Links,
+  ) {}
 
-  /** The object holding a blob's bytes, following symlinks. */
-  async locate(name: string, digest: string): Promise<R2Object | null> {
+  /** Finds a blob's bytes, following symlinks and pointers (pointers cost no extra read). */
+  async locate(name: string, digest: string): Promise<Located | null> {
     let key = keys.blob(name, digest);
+    let kind: Located["kind"] | undefined;
     for (let hop = 0; hop < MAX_HOPS; hop++) {
       const object = await this.bucket.head(key);
       if (!object) return null;
-      const target = symlinkTarget(object, digest);
-      if (target === undefined) return object;
+      const data = object.customMetadata?.[DATA_METADATA];
+      if (data) return { dataKey: data, size: Number(object.customMetadata?.size ?? 0), kind: kind ?? "pointer" };
+      const source = symlinkSource(object);
+      if (source === undefined) return { dataKey: key, size: object.size, holder: repositoryOf(key, digest), kind: kind ?? "bytes" };
+      kind ??= "symlink";
+      const target = keys.blob(source, digest);
       if (target === key) return null;
       key = target;
     }
@@ -63,54 +87,105 @@ export class R2Blobs {
   }
 
   async stat(name: string, digest: string): Promise<BlobInfo | null> {
-    const object = await this.locate(name, digest);
-    return object ? { digest, size: object.size } : null;
+    const located = await this.locate(name, digest);
+    return located ? { digest, size: located.size } : null;
   }
 
   async get(name: string, digest: string, range?: RangeRequest): Promise<BlobContent | null> {
     if (range) {
-      const object = await this.locate(name, digest);
-      if (!object) return null;
-      const { start, end } = resolveRange(range, object.size);
-      const part = await this.bucket.get(object.key, { range: { offset: start, length: end - start + 1 } });
+      const located = await this.locate(name, digest);
+      if (!located) return null;
+      const { start, end } = resolveRange(range, located.size);
+      const part = await this.bucket.get(located.dataKey, { range: { offset: start, length: end - start + 1 } });
       if (!part) return null;
-      return { digest, size: object.size, body: part.body, range: { start, end } };
+      return { digest, size: located.size, body: part.body, range: { start, end } };
     }
+    // One read in the common case (the bytes are at the key); a second for symlinks and pointers.
     let key = keys.blob(name, digest);
     for (let hop = 0; hop < MAX_HOPS; hop++) {
       const object = await this.bucket.get(key);
       if (!object) return null;
-      const target = symlinkTarget(object, digest);
-      if (target === undefined) return { digest, size: object.size, body: object.body };
+      const data = object.customMetadata?.[DATA_METADATA];
+      const source = symlinkSource(object);
+      if (!data && source === undefined) return { digest, size: object.size, body: object.body };
       await object.body.cancel();
-      if (target === key) return null;
-      key = target;
+      const next = data ?? keys.blob(source!, digest);
+      if (next === key) return null;
+      key = next;
     }
     return null;
   }
 
+  /**
+   * Removes a blob from one repository. Bytes other repositories still use (through symlinks)
+   * move to one of them first, so no other repository loses anything.
+   */
   async delete(name: string, digest: string): Promise<boolean> {
     const key = keys.blob(name, digest);
-    if (!(await this.bucket.head(key))) return false;
+    const object = await this.bucket.head(key);
+    if (!object) return false;
+    const isBytes = !object.customMetadata?.[DATA_METADATA] && symlinkSource(object) === undefined;
+    if (isBytes) await this.handOver(name, digest, object);
+    else if (symlinkSource(object) !== undefined) await this.links.remove(digest, name);
     await this.bucket.delete(key);
     return true;
   }
 
-  /**
-   * Makes `from`'s blob available in `name` without copying: a symlink object in the original's
-   * format pointing at the repository that holds the bytes.
-   */
-  async mount(name: string, digest: string, from: string): Promise<BlobInfo | null> {
-    const source = await this.locate(from, digest);
-    if (!source) return null;
-    const info = { digest, size: source.size };
-    const sourceRepo = repositoryOf(source.key, digest);
-    if (sourceRepo === name || (await this.locate(name, digest))) return info;
-    await this.bucket.put(keys.blob(name, digest), `${sourceRepo}/blobs/${digest}`, {
-      httpMetadata: source.httpMetadata,
-      customMetadata: { [SYMLINK_METADATA]: sourceRepo },
+  /** Gives the bytes at `<name>/blobs/<digest>` to the repositories that symlink to them. */
+  private async handOver(name: string, digest: string, object: R2Object): Promise<void> {
+    const dependants: string[] = [];
+    for (const dependant of await this.links.dependants(digest)) {
+      const link = await this.bucket.head(keys.blob(dependant, digest));
+      if (link && symlinkSource(link) === name) dependants.push(dependant);
+    }
+    const [heir, ...others] = dependants;
+    if (!heir) return;
+    const bytes = await this.bucket.get(object.key);
+    if (!bytes) return;
+    const options: R2PutOptions = { httpMetadata: object.httpMetadata };
+    const sha256 = object.checksums?.sha256;
+    if (sha256) options.sha256 = sha256;
+    await this.bucket.put(keys.blob(heir, digest), bytes.body, options);
+    await this.links.remove(digest, heir);
+    for (const other of others) await this.writeSymlink(other, digest, heir, object.httpMetadata);
+  }
+
+  private async writeSymlink(name: string, digest: string, holder: string, httpMetadata?: R2HTTPMetadata): Promise<void> {
+    await this.links.add(digest, name);
+    await this.bucket.put(keys.blob(name, digest), `${holder}/blobs/${digest}`, {
+      ...(httpMetadata ? { httpMetadata } : {}),
+      customMetadata: { [SYMLINK_METADATA]: holder },
     });
+  }
+
+  /**
+   * Makes `from`'s blob available in `name` without uploading it again: small blobs are copied,
+   * assembled uploads get another pointer to the same bytes, and larger blobs written by
+   * serverless-registry get a symlink in its format (recorded, so deleting the original hands
+   * the bytes over instead of losing them).
+   */
+  async mount(name: string, digest: Digest, from: string): Promise<BlobInfo | null> {
+    const source = await this.locate(from, digest.value);
+    if (!source) return null;
+    const info = { digest: digest.value, size: source.size };
+    if (await this.locate(name, digest.value)) return info;
+    if (source.holder === undefined) {
+      await this.writePointer(name, digest.value, source.dataKey, source.size);
+    } else if (source.size <= COPY_ON_MOUNT_LIMIT) {
+      const bytes = await this.bucket.get(source.dataKey);
+      if (!bytes) return null;
+      await this.put(name, digest, bytes.body, source.size);
+    } else {
+      await this.writeSymlink(name, digest.value, source.holder);
+    }
     return info;
+  }
+
+  /** Publishes bytes assembled elsewhere (an upload's parts) under a digest. */
+  async writePointer(name: string, digest: string, dataKey: string, size: number): Promise<void> {
+    await this.bucket.put(keys.blob(name, digest), dataKey, {
+      customMetadata: { [DATA_METADATA]: dataKey, size: String(size) },
+    });
   }
 
   /**
@@ -118,7 +193,8 @@ export class R2Blobs {
    * they differ (and nothing is stored).
    */
   async put(name: string, digest: Digest, value: ReadableStream | ArrayBuffer | Uint8Array, length: number): Promise<BlobInfo> {
-    const options: R2PutOptions = { [digest.algorithm]: digest.encoded };
+    const options: R2PutOptions = {};
+    if (digest.algorithm === "sha256" || digest.algorithm === "sha512") options[digest.algorithm] = digest.encoded;
     try {
       await this.bucket.put(keys.blob(name, digest.value), value, options);
     } catch (error) {

@@ -1,9 +1,10 @@
 import { RegistryError } from "../../errors";
 import type { ParsedManifest } from "../../oci/manifest";
 import { readLimited } from "../../streams";
-import { requireVerifiableDigest } from "../../oci/digest";
+import { parseDigest, requireVerifiableDigest } from "../../oci/digest";
 import type { Chunk, PageRequest, RangeRequest, ReferrersRequest, Registry } from "../registry";
 import { R2Blobs } from "./blobs";
+import { R2Links } from "./links";
 import { R2Listing } from "./listing";
 import { R2Manifests } from "./manifests";
 import { R2Referrers } from "./referrers";
@@ -24,11 +25,11 @@ export class R2Registry implements Registry {
   private readonly referrers: R2Referrers;
 
   constructor(bucket: R2Bucket) {
-    this.blobs = new R2Blobs(bucket);
+    this.listing = new R2Listing(bucket);
+    this.blobs = new R2Blobs(bucket, new R2Links(bucket, () => this.listing.allRepositories()));
     this.uploads = new R2Uploads(bucket, this.blobs);
     this.referrers = new R2Referrers(bucket);
     this.manifests = new R2Manifests(bucket, this.referrers);
-    this.listing = new R2Listing(bucket);
   }
 
   statBlob(name: string, digest: string) {
@@ -41,7 +42,8 @@ export class R2Registry implements Registry {
     return this.blobs.delete(name, digest);
   }
   mountBlob(name: string, digest: string, from: string) {
-    return this.blobs.mount(name, digest, from);
+    const parsed = parseDigest(digest);
+    return parsed ? this.blobs.mount(name, parsed, from) : Promise.resolve(null);
   }
 
   async putBlob(name: string, digest: string, chunk: Chunk) {

@@ -13,7 +13,15 @@
  * | `_meta/catalog-backfilled`           | marker: repositories of an older bucket were indexed      |
  * | `_uploads/<id>`                      | upload session state (JSON)                               |
  * | `_uploads/<id>/tail-<n>`             | received bytes not yet written as a multipart part        |
- * | `_uploads/<id>/data`                 | the session's R2 multipart upload, then its assembled blob |
+ * | `_uploads/<id>/data`                 | reserved (older sessions' multipart uploads)               |
+ * | `_data/<id>`                         | a blob assembled from an upload's parts (R2 multipart)     |
+ * | `_links/<digest>/<name>`             | `<name>` holds a symlink to another repository's blob      |
+ * | `_meta/links-backfilled`             | marker: symlinks of an older bucket were indexed           |
+ *
+ * A blob key holds one of three things: the bytes; a symlink (custom metadata
+ * `X-Serverless-Registry-Symlink` = the repository holding the bytes, the original's mount
+ * format); or a pointer (custom metadata `r2-registry-data` = a `_data/<id>` key and `size`),
+ * which is how uploads of more than one part are published without copying them.
  */
 export const keys = {
   manifestsPrefix: (name: string) => `${name}/manifests/`,
@@ -29,10 +37,17 @@ export const keys = {
   upload: (id: string) => `_uploads/${id}`,
   uploadTail: (id: string, serial: number) => `_uploads/${id}/tail-${serial}`,
   uploadData: (id: string) => `_uploads/${id}/data`,
+  data: (id: string) => `_data/${id}`,
+  linksPrefix: (digest: string) => `_links/${digest}/`,
+  link: (digest: string, name: string) => `_links/${digest}/${name}`,
+  linksBackfilled: "_meta/links-backfilled",
 };
 
 /** customMetadata key marking a mounted blob in the original's format; its value is the source repository. */
 export const SYMLINK_METADATA = "X-Serverless-Registry-Symlink";
+
+/** customMetadata key of a pointer object: the key holding the blob's bytes. */
+export const DATA_METADATA = "r2-registry-data";
 
 /** The last `/` segment of a key. */
 export function lastSegment(key: string): string {

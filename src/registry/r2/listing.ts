@@ -75,6 +75,17 @@ export class R2Listing {
     return { items: items.slice(0, n), more: items.length > n };
   }
 
+  /** Every repository name, in lexical order. */
+  async *allRepositories(): AsyncGenerator<string> {
+    await this.backfill();
+    let cursor: string | undefined;
+    do {
+      const page = await this.bucket.list({ prefix: keys.repositoriesPrefix, limit: 1000, ...(cursor ? { cursor } : {}) });
+      for (const object of page.objects) yield object.key.slice(keys.repositoriesPrefix.length);
+      cursor = page.truncated ? page.cursor : undefined;
+    } while (cursor);
+  }
+
   /**
    * Indexes the repositories of a bucket written before the catalog index existed (by
    * serverless-registry), once: a walk over folder names (R2 listings with a "/" delimiter), not

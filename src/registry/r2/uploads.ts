@@ -1,3 +1,4 @@
+import { Sha256, type Sha256State } from "../../crypto/sha256";
 import { RegistryError } from "../../errors";
 import type { Digest } from "../../oci/digest";
 import { ByteQueue } from "../../streams";
@@ -26,6 +27,10 @@ interface SessionState {
   partSize: number;
   parts: R2UploadedPart[];
   multipartId?: string;
+  /** Where the parts are assembled: `_data/<id>` (the published blob's bytes, never copied). */
+  dataKey?: string;
+  /** SHA-256 of every byte received so far, resumable across requests. */
+  hash?: Sha256State;
   /** Serial of the tail object `_uploads/<id>/tail-<serial>`; 0 when there is none. */
   tailSerial: number;
   tailSize: number;
@@ -55,6 +60,13 @@ export function outOfOrder(state: { offset: number }, message: string): Registry
   });
 }
 
+/** The answer for a chunk whose body broke off: what arrived is kept. */
+function brokenOff(state: SessionState): RegistryError {
+  return new RegistryError("BLOB_UPLOAD_INVALID", `the request body broke off; the upload holds ${state.offset} bytes, resume from there`, {
+    headers: { Range: `0-${Math.max(0, state.offset - 1)}` },
+  });
+}
+
 /** Upload sessions in R2. */
 export class R2Uploads {
   constructor(
@@ -71,6 +83,8 @@ export class R2Uploads {
       offset: 0,
       partSize: PART_SIZE,
       parts: [],
+      dataKey: keys.data(crypto.randomUUID()),
+      hash: new Sha256().save(),
       tailSerial: 0,
       tailSize: 0,
       createdAt: now,
@@ -86,42 +100,63 @@ export class R2Uploads {
 
   async append(name: string, id: string, chunk: Chunk): Promise<UploadStatus> {
     const leased = await this.lease(name, id, chunk);
-    let next: SessionState;
+    let written: Written;
     try {
-      ({ state: next } = await this.write(leased.state, chunk));
+      written = await this.write(leased.state, chunk);
     } catch (error) {
       await this.release(leased);
       throw error;
     }
-    await this.commit(leased, next);
-    return status(next);
+    await this.commit(leased, written.state);
+    // A dropped connection keeps what arrived: the client resumes from the offset GET reports.
+    if (written.interrupted) throw brokenOff(written.state);
+    return status(written.state);
   }
 
   async finish(name: string, id: string, digest: Digest, chunk: Chunk): Promise<BlobInfo> {
     const leased = await this.lease(name, id, chunk);
-    let state = leased.state;
-    let tail: Uint8Array;
+    let written: Written;
     try {
-      ({ state, tail } = await this.write(state, chunk));
+      written = await this.write(leased.state, chunk);
     } catch (error) {
       await this.release(leased);
       throw error;
     }
+    if (written.interrupted) {
+      await this.commit(leased, written.state);
+      throw brokenOff(written.state);
+    }
+    const { state, tail } = written;
+    let published = false;
     // Whatever the outcome, the session ends here: on a wrong digest nothing is stored under it.
     try {
+      const computed = state.hash ? `sha256:${Sha256.restore(state.hash).digestHex()}` : undefined;
+      if (digest.algorithm === "sha256" && computed !== undefined && computed !== digest.value) {
+        throw new RegistryError("DIGEST_INVALID", `the uploaded content has digest ${computed}, not ${digest.value}`, {
+          detail: { expected: digest.value, actual: computed },
+        });
+      }
       if (state.parts.length === 0) {
-        // Everything fits in one part: store it directly, verified by R2.
+        // Everything fits in one part: store it at the blob key, verified by R2 as well.
         return await this.blobs.put(name, digest, tail, tail.byteLength);
       }
-      const upload = this.bucket.resumeMultipartUpload(keys.uploadData(id), state.multipartId!);
+      const dataKey = state.dataKey ?? keys.uploadData(id);
+      const upload = this.bucket.resumeMultipartUpload(dataKey, state.multipartId!);
       const parts = [...state.parts];
       if (tail.byteLength > 0) parts.push(await upload.uploadPart(parts.length + 1, tail));
       const assembled = await upload.complete(parts);
-      const object = await this.bucket.get(assembled.key);
-      if (!object) throw new Error(`assembled upload ${assembled.key} vanished`);
+      if (digest.algorithm === "sha256" && computed !== undefined && state.dataKey) {
+        // Verified while it streamed in: publish the assembled bytes as they are, no copy.
+        await this.blobs.writePointer(name, digest.value, dataKey, assembled.size);
+        published = true;
+        return { digest: digest.value, size: assembled.size };
+      }
+      // Other algorithms (or sessions from before hashing): R2 verifies a copy.
+      const object = await this.bucket.get(dataKey);
+      if (!object) throw new Error(`assembled upload ${dataKey} vanished`);
       return await this.blobs.put(name, digest, object.body, object.size);
     } finally {
-      await this.discard(state, leased.state).catch(() => undefined);
+      await this.discard(state, leased.state, published).catch(() => undefined);
     }
   }
 
@@ -130,15 +165,17 @@ export class R2Uploads {
     await this.discard(state);
   }
 
-  /** Removes a session and everything it stored. */
-  private async discard(state: SessionState, previous?: SessionState): Promise<void> {
-    if (state.multipartId) {
+  /** Removes a session and everything it stored (but the assembled bytes once published). */
+  private async discard(state: SessionState, previous?: SessionState, published = false): Promise<void> {
+    const dataKey = state.dataKey ?? keys.uploadData(state.id);
+    if (state.multipartId && !published) {
       await this.bucket
-        .resumeMultipartUpload(keys.uploadData(state.id), state.multipartId)
+        .resumeMultipartUpload(dataKey, state.multipartId)
         .abort()
         .catch(() => undefined);
     }
-    const doomed = [keys.upload(state.id), keys.uploadData(state.id)];
+    const doomed = [keys.upload(state.id)];
+    if (!published) doomed.push(dataKey);
     for (const s of [state, previous]) if (s && s.tailSerial > 0) doomed.push(keys.uploadTail(s.id, s.tailSerial));
     await this.bucket.delete(doomed);
   }
@@ -197,9 +234,11 @@ export class R2Uploads {
 
   /**
    * Streams a chunk into the session: whole parts go to the multipart upload, the remainder to a
-   * new tail object. Returns the next state (not yet committed) and the tail bytes.
+   * new tail object, every byte through the running SHA-256. Returns the next state (not yet
+   * committed) and the tail bytes; when the client's stream broke off, what arrived is kept and
+   * the error returned in `interrupted`.
    */
-  private async write(state: SessionState, chunk: Chunk): Promise<{ state: SessionState; tail: Uint8Array }> {
+  private async write(state: SessionState, chunk: Chunk): Promise<Written> {
     const queue = new ByteQueue();
     if (state.tailSize > 0) {
       const tail = await this.bucket.get(keys.uploadTail(state.id, state.tailSerial));
@@ -207,27 +246,38 @@ export class R2Uploads {
       queue.push(new Uint8Array(await tail.arrayBuffer()));
     }
     const next: SessionState = { ...state, parts: [...state.parts] };
+    const hasher = state.hash ? Sha256.restore(state.hash) : undefined;
     let received = 0;
+    let interrupted: unknown;
     if (chunk.body) {
       let upload: R2MultipartUpload | undefined;
       const reader = chunk.body.getReader();
       try {
         for (;;) {
-          const { done, value } = await reader.read();
-          if (done) break;
+          let result: ReadableStreamReadResult<Uint8Array>;
+          try {
+            result = await reader.read();
+          } catch (error) {
+            interrupted = error;
+            break;
+          }
+          if (result.done) break;
+          const value = result.value;
           received += value.byteLength;
           if (chunk.length !== undefined && received > chunk.length) {
             throw new RegistryError("SIZE_INVALID", `the chunk is longer than its Content-Length ${chunk.length}`);
           }
+          hasher?.update(value);
           queue.push(value);
           while (queue.size >= next.partSize) {
             if (next.parts.length >= MAX_PARTS - 1) {
               throw new RegistryError("SIZE_INVALID", `blob too large: at most ${MAX_PARTS - 1} parts of ${next.partSize} bytes`);
             }
             if (!upload) {
+              const dataKey = next.dataKey ?? keys.uploadData(next.id);
               upload = next.multipartId
-                ? this.bucket.resumeMultipartUpload(keys.uploadData(next.id), next.multipartId)
-                : await this.bucket.createMultipartUpload(keys.uploadData(next.id));
+                ? this.bucket.resumeMultipartUpload(dataKey, next.multipartId)
+                : await this.bucket.createMultipartUpload(dataKey);
               next.multipartId = upload.uploadId;
             }
             next.parts.push(await upload.uploadPart(next.parts.length + 1, queue.take(next.partSize)));
@@ -238,11 +288,12 @@ export class R2Uploads {
         throw error;
       }
     }
-    if (chunk.length !== undefined && received !== chunk.length) {
+    if (!interrupted && chunk.length !== undefined && received !== chunk.length) {
       throw new RegistryError("SIZE_INVALID", `received ${received} bytes but Content-Length said ${chunk.length}`);
     }
     const tail = queue.drain();
     next.offset = state.offset + received;
+    if (hasher) next.hash = hasher.save();
     next.tailSize = tail.byteLength;
     next.tailSerial = 0;
     if (tail.byteLength > 0 && received > 0) {
@@ -251,6 +302,13 @@ export class R2Uploads {
     } else if (tail.byteLength > 0) {
       next.tailSerial = state.tailSerial;
     }
-    return { state: next, tail };
+    return { state: next, tail, interrupted };
   }
+}
+
+/** What {@link R2Uploads.write} produced. */
+interface Written {
+  state: SessionState;
+  tail: Uint8Array;
+  interrupted?: unknown;
 }
