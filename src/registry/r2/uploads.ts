@@ -13,6 +13,8 @@ import { keys } from "./keys";
  */
 export const PART_SIZE = 10 * 1024 * 1024;
 const MAX_PARTS = 10_000;
+/** Parts written to R2 at once while the next one is read (memory: this many parts). */
+const PARALLEL_PARTS = 3;
 /** How long one request may hold a session before another may take it over. */
 const LEASE_MS = 10 * 60 * 1000;
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
@@ -249,6 +251,7 @@ export class R2Uploads {
     const hasher = state.hash ? Sha256.restore(state.hash) : undefined;
     let received = 0;
     let interrupted: unknown;
+    const inflight: Promise<R2UploadedPart>[] = [];
     if (chunk.body) {
       let upload: R2MultipartUpload | undefined;
       const reader = chunk.body.getReader();
@@ -270,7 +273,7 @@ export class R2Uploads {
           hasher?.update(value);
           queue.push(value);
           while (queue.size >= next.partSize) {
-            if (next.parts.length >= MAX_PARTS - 1) {
+            if (next.parts.length + inflight.length >= MAX_PARTS - 1) {
               throw new RegistryError("SIZE_INVALID", `blob too large: at most ${MAX_PARTS - 1} parts of ${next.partSize} bytes`);
             }
             if (!upload) {
@@ -280,10 +283,14 @@ export class R2Uploads {
                 : await this.bucket.createMultipartUpload(dataKey);
               next.multipartId = upload.uploadId;
             }
-            next.parts.push(await upload.uploadPart(next.parts.length + 1, queue.take(next.partSize)));
+            const index = next.parts.length + inflight.length;
+            inflight.push(upload.uploadPart(index + 1, queue.take(next.partSize)));
+            if (inflight.length >= PARALLEL_PARTS) next.parts.push(await inflight.shift()!);
           }
         }
+        for (const part of inflight.splice(0)) next.parts.push(await part);
       } catch (error) {
+        await Promise.allSettled(inflight);
         await reader.cancel().catch(() => undefined);
         throw error;
       }
