@@ -101,14 +101,7 @@ export class R2Uploads {
   }
 
   async append(name: string, id: string, chunk: Chunk): Promise<UploadStatus> {
-    const leased = await this.lease(name, id, chunk);
-    let written: Written;
-    try {
-      written = await this.write(leased.state, chunk);
-    } catch (error) {
-      await this.release(leased);
-      throw error;
-    }
+    const { leased, written } = await this.leaseAndWrite(name, id, chunk);
     await this.commit(leased, written.state);
     // A dropped connection keeps what arrived: the client resumes from the offset GET reports.
     if (written.interrupted) throw brokenOff(written.state);
@@ -116,14 +109,7 @@ export class R2Uploads {
   }
 
   async finish(name: string, id: string, digest: Digest, chunk: Chunk): Promise<BlobInfo> {
-    const leased = await this.lease(name, id, chunk);
-    let written: Written;
-    try {
-      written = await this.write(leased.state, chunk);
-    } catch (error) {
-      await this.release(leased);
-      throw error;
-    }
+    const { leased, written } = await this.leaseAndWrite(name, id, chunk);
     if (written.interrupted) {
       await this.commit(leased, written.state);
       throw brokenOff(written.state);
@@ -165,6 +151,17 @@ export class R2Uploads {
   async cancel(name: string, id: string): Promise<void> {
     const { state } = await this.load(name, id);
     await this.discard(state);
+  }
+
+  /** Takes the session and streams the chunk into it; the lease is given back on failure. */
+  private async leaseAndWrite(name: string, id: string, chunk: Chunk): Promise<{ leased: Leased; written: Written }> {
+    const leased = await this.lease(name, id, chunk);
+    try {
+      return { leased, written: await this.write(leased.state, chunk) };
+    } catch (error) {
+      await this.release(leased);
+      throw error;
+    }
   }
 
   /** Removes a session and everything it stored (but the assembled bytes once published). */
