@@ -20,6 +20,8 @@ export interface Config {
   pushCompatibilityMode: "full" | "none";
   /** Largest chunk a client should send in one PATCH (OCI-Chunk-Max-Length). */
   maxChunkSize: number;
+  /** Size of the R2 multipart parts uploads are cut into (`UPLOAD_PART_SIZE`), if set. */
+  uploadPartSize: number | undefined;
   /** Problems found while parsing, logged once. */
   warnings: string[];
 }
@@ -28,6 +30,9 @@ export interface Config {
 export const DEFAULT_MAX_CHUNK_SIZE = 100_000_000;
 
 const positiveInt = z.coerce.number().int().positive();
+/** R2's bounds on a multipart part. */
+const MIN_PART_SIZE = 5 * 1024 * 1024;
+const MAX_PART_SIZE = 5 * 1024 * 1024 * 1024;
 
 function nonEmpty(value: unknown): string | undefined {
   return typeof value === "string" && value.length > 0 ? value : undefined;
@@ -60,11 +65,19 @@ export function parseConfig(env: Env): Config {
     else warnings.push(`MAX_CHUNK_SIZE must be a positive integer (bytes), got ${JSON.stringify(env.MAX_CHUNK_SIZE)}; using ${DEFAULT_MAX_CHUNK_SIZE}`);
   }
 
+  let uploadPartSize: number | undefined;
+  if (env.UPLOAD_PART_SIZE !== undefined && env.UPLOAD_PART_SIZE !== "") {
+    const parsed = positiveInt.min(MIN_PART_SIZE).max(MAX_PART_SIZE).safeParse(env.UPLOAD_PART_SIZE);
+    if (parsed.success) uploadPartSize = parsed.data;
+    else warnings.push(`UPLOAD_PART_SIZE must be a whole number of bytes from ${MIN_PART_SIZE} to ${MAX_PART_SIZE}; using the default`);
+  }
+
   return {
     credentials,
     jwtPublicKey: nonEmpty(env.JWT_REGISTRY_TOKENS_PUBLIC_KEY),
     pushCompatibilityMode: env.PUSH_COMPATIBILITY_MODE === "full" ? "full" : "none",
     maxChunkSize,
+    uploadPartSize,
     warnings,
   };
 }

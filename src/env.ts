@@ -16,5 +16,7 @@ export interface Env {
   PUSH_COMPATIBILITY_MODE?: string;
   /** Largest PATCH body the deployment accepts, in bytes (advertised as OCI-Chunk-Max-Length). */
   MAX_CHUNK_SIZE?: string;
+  /** Size of the R2 multipart parts uploads are cut into, in bytes (default 16 MiB). */
+  UPLOAD_PART_SIZE?: string;
   [secret: string]: unknown;
 }

@@ -29,7 +29,7 @@ async function handle(request: Request, env: Env, ctx: ExecutionContext, url: UR
   authorize(principal, request.method, url.pathname);
   if (!isV2(url.pathname)) throw new RegistryError("NOT_FOUND", `no such endpoint: ${url.pathname}`);
   const response = await router.fetch(request, {
-    registry: new R2Registry(env.REGISTRY),
+    registry: new R2Registry(env.REGISTRY, { partSize: config.uploadPartSize }),
     config,
     url,
     waitUntil: (promise) => ctx.waitUntil(promise),

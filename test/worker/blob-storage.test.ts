@@ -61,7 +61,7 @@ describe("blob storage", () => {
     const a = uniqueName("holder");
     const b = uniqueName("mounted");
     const c = uniqueName("mounted");
-    const data = bytesOf(11 * MiB, 7);
+    const data = bytesOf(17 * MiB, 7);
     const digest = await sha256(data);
     await env.REGISTRY.put(`${a}/blobs/${digest}`, data, { sha256: hexOf(digest) });
     for (const repo of [b, c]) {

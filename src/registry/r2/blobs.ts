@@ -7,7 +7,7 @@ import type { R2Links } from "./links";
 /** Symlinks are never chained by this registry; a few hops tolerate odd buckets. */
 const MAX_HOPS = 4;
 /** Blobs up to this size are copied when mounted, which keeps repositories independent. */
-export const COPY_ON_MOUNT_LIMIT = 10 * 1024 * 1024;
+export const COPY_ON_MOUNT_LIMIT = 16 * 1024 * 1024;
 
 /** Where a blob's bytes are, and how the repository holds them. */
 export interface Located {

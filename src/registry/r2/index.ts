@@ -8,7 +8,7 @@ import { R2Links } from "./links";
 import { R2Listing } from "./listing";
 import { R2Manifests } from "./manifests";
 import { R2Referrers } from "./referrers";
-import { PART_SIZE, R2Uploads } from "./uploads";
+import { DEFAULT_PART_SIZE, R2Uploads } from "./uploads";
 
 /**
  * The registry on one R2 bucket, in serverless-registry's key layout (see `keys.ts`).
@@ -24,10 +24,13 @@ export class R2Registry implements Registry {
   private readonly listing: R2Listing;
   private readonly referrers: R2Referrers;
 
-  constructor(bucket: R2Bucket) {
+  private readonly partSize: number;
+
+  constructor(bucket: R2Bucket, options: { partSize?: number } = {}) {
+    this.partSize = options.partSize ?? DEFAULT_PART_SIZE;
     this.listing = new R2Listing(bucket);
     this.blobs = new R2Blobs(bucket, new R2Links(bucket, () => this.listing.allRepositories()));
-    this.uploads = new R2Uploads(bucket, this.blobs);
+    this.uploads = new R2Uploads(bucket, this.blobs, this.partSize);
     this.referrers = new R2Referrers(bucket);
     this.manifests = new R2Manifests(bucket, this.referrers);
   }
@@ -48,7 +51,7 @@ export class R2Registry implements Registry {
 
   async putBlob(name: string, digest: string, chunk: Chunk) {
     const verified = requireVerifiableDigest(digest);
-    if (chunk.length !== undefined && chunk.length <= PART_SIZE) {
+    if (chunk.length !== undefined && chunk.length <= this.partSize) {
       const bytes = await readLimited(chunk.body, chunk.length);
       if (bytes === undefined || bytes.byteLength !== chunk.length) {
         throw new RegistryError("SIZE_INVALID", `the body does not have the ${chunk.length} bytes its Content-Length says`);

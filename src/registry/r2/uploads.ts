@@ -7,14 +7,15 @@ import type { R2Blobs } from "./blobs";
 import { keys } from "./keys";
 
 /**
- * Size of every multipart part but the last. R2 wants all non-final parts of one size (5 MiB to
- * 5 GiB, at most 10,000 parts): received bytes are cut into parts of exactly this size whatever
- * chunks the client sends, and the remainder waits in a tail object for the next chunk.
+ * Default size of every multipart part but the last. R2 wants all non-final parts of one size
+ * (5 MiB to 5 GiB, at most 10,000 parts): received bytes are cut into parts of exactly this size
+ * whatever chunks the client sends, and the remainder waits in a tail object for the next chunk.
+ * 16 MiB parts allow blobs up to 156 GiB; two are written at once (memory: about three parts).
  */
-export const PART_SIZE = 10 * 1024 * 1024;
+export const DEFAULT_PART_SIZE = 16 * 1024 * 1024;
 const MAX_PARTS = 10_000;
 /** Parts written to R2 at once while the next one is read (memory: this many parts). */
-const PARALLEL_PARTS = 3;
+const PARALLEL_PARTS = 2;
 /** How long one request may hold a session before another may take it over. */
 const LEASE_MS = 10 * 60 * 1000;
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
@@ -74,6 +75,7 @@ export class R2Uploads {
   constructor(
     private readonly bucket: R2Bucket,
     private readonly blobs: R2Blobs,
+    private readonly partSize = DEFAULT_PART_SIZE,
   ) {}
 
   async start(name: string): Promise<UploadStatus> {
@@ -83,7 +85,7 @@ export class R2Uploads {
       id: crypto.randomUUID(),
       name,
       offset: 0,
-      partSize: PART_SIZE,
+      partSize: this.partSize,
       parts: [],
       dataKey: keys.data(crypto.randomUUID()),
       hash: new Sha256().save(),
