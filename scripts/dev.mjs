@@ -8,6 +8,9 @@
 //   HOST / --ip               address to listen on (default 127.0.0.1)
 //   REGISTRY_STATE_DIR        where the local R2 bucket lives (default .wrangler/state)
 //   USERNAME, PASSWORD        dev credentials (default: those of wrangler's `dev` environment)
+//   READONLY_USERNAME, READONLY_PASSWORD, JWT_REGISTRY_TOKENS_PUBLIC_KEY, ANONYMOUS_PULL,
+//   CORS_ORIGINS, REGISTRIES_JSON, PUSH_COMPATIBILITY_MODE, MAX_CHUNK_SIZE, UPLOAD_PART_SIZE
+//                             passed to the Worker when set
 //   DEV_PROTOCOL=http         serve plain HTTP instead (clients then need their http switches)
 import { spawn } from "node:child_process";
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
@@ -18,6 +21,18 @@ import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), "..");
+/** Worker settings read from the environment when set. */
+const PASSED_THROUGH = [
+  "READONLY_USERNAME",
+  "READONLY_PASSWORD",
+  "JWT_REGISTRY_TOKENS_PUBLIC_KEY",
+  "ANONYMOUS_PULL",
+  "CORS_ORIGINS",
+  "REGISTRIES_JSON",
+  "PUSH_COMPATIBILITY_MODE",
+  "MAX_CHUNK_SIZE",
+  "UPLOAD_PART_SIZE",
+];
 
 function flag(name) {
   const i = process.argv.indexOf(name);
@@ -79,6 +94,10 @@ const args = [
   "--var", `USERNAME:${username}`,
   "--var", `PASSWORD:${password}`,
 ];
+// Other settings given in the environment reach the Worker too (e.g. ANONYMOUS_PULL=true pnpm dev).
+for (const name of PASSED_THROUGH) {
+  if (process.env[name] !== undefined) args.push("--var", `${name}:${process.env[name]}`);
+}
 const wranglerBin = join(root, "node_modules", "wrangler", "bin", "wrangler.js");
 const child = spawn(process.execPath, [wranglerBin, ...args], {
   cwd: root,

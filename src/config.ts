@@ -14,8 +14,12 @@ export type Capability = "pull" | "push";
 export interface Config {
   /** Basic credentials, read-write first. Empty when none are configured. */
   credentials: Credential[];
-  /** The JWT public key setting as given (verification arrives with JWT support). */
+  /** `JWT_REGISTRY_TOKENS_PUBLIC_KEY` as given: base64 of a JWK or JWK Set. */
   jwtPublicKey: string | undefined;
+  /** `ANONYMOUS_PULL=true`: pulls need no credentials (pushes and deletes still do). */
+  anonymousPull: boolean;
+  /** `CORS_ORIGINS`: browser origins allowed to call the registry (`*` for any); empty: no CORS. */
+  corsOrigins: string[];
   /** `PUSH_COMPATIBILITY_MODE`, kept for compatibility. */
   pushCompatibilityMode: "full" | "none";
   /** Largest chunk a client should send in one PATCH (OCI-Chunk-Max-Length). */
@@ -75,6 +79,11 @@ export function parseConfig(env: Env): Config {
   return {
     credentials,
     jwtPublicKey: nonEmpty(env.JWT_REGISTRY_TOKENS_PUBLIC_KEY),
+    anonymousPull: /^(true|1|yes)$/i.test(String(env.ANONYMOUS_PULL ?? "").trim()),
+    corsOrigins: String(env.CORS_ORIGINS ?? "")
+      .split(",")
+      .map((o) => o.trim().replace(/\/+$/, ""))
+      .filter((o) => o.length > 0),
     pushCompatibilityMode: env.PUSH_COMPATIBILITY_MODE === "full" ? "full" : "none",
     maxChunkSize,
     uploadPartSize,

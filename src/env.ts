@@ -10,6 +10,10 @@ export interface Env {
   READONLY_PASSWORD?: string;
   /** Base64 of a public JSON Web Key verifying tokens passed as the Basic password. */
   JWT_REGISTRY_TOKENS_PUBLIC_KEY?: string;
+  /** `true` makes pulls public (pushes and deletes still need credentials). */
+  ANONYMOUS_PULL?: string;
+  /** Comma-separated browser origins allowed by CORS, or `*`. */
+  CORS_ORIGINS?: string;
   /** JSON array of upstream registries for pull-through. */
   REGISTRIES_JSON?: string;
   /** `full` or `none`: kept for compatibility; every chunk shape is accepted either way. */

@@ -1,5 +1,6 @@
-import { authenticate, authorize } from "./auth";
+import { authenticate, challengeFor, issueToken, TOKEN_PATH } from "./auth";
 import { configFor } from "./config";
+import { addCorsHeaders, corsPreflight } from "./cors";
 import type { Env } from "./env";
 import { errorResponse, RegistryError } from "./errors";
 import { R2Registry } from "./registry/r2";
@@ -25,12 +26,13 @@ async function handle(request: Request, env: Env, ctx: ExecutionContext, url: UR
     });
   }
   const config = configFor(env);
+  if (url.pathname === TOKEN_PATH && config.anonymousPull && request.method === "GET") return issueToken(request, config);
   const principal = await authenticate(request, config);
-  authorize(principal, request.method, url.pathname);
   if (!isV2(url.pathname)) throw new RegistryError("NOT_FOUND", `no such endpoint: ${url.pathname}`);
   const response = await router.fetch(request, {
     registry: new R2Registry(env.REGISTRY, { partSize: config.uploadPartSize }),
     config,
+    principal,
     url,
     waitUntil: (promise) => ctx.waitUntil(promise),
   });
@@ -56,16 +58,19 @@ function failure(error: unknown, request: Request): Response {
 export default {
   async fetch(request: Request, env: Env, ctx: ExecutionContext): Promise<Response> {
     const url = new URL(request.url);
+    const config = configFor(env);
+    const preflight = corsPreflight(request, config);
+    if (preflight) return preflight;
     let response: Response;
     try {
       response = await handle(request, env, ctx, url);
     } catch (error) {
       response = failure(error, request);
     }
-    if (isV2(url.pathname)) {
-      response = new Response(response.body, response);
-      response.headers.set("Docker-Distribution-API-Version", "registry/2.0");
-    }
+    response = new Response(response.body, response);
+    if (response.status === 401) response.headers.set("WWW-Authenticate", challengeFor(config, url.origin));
+    if (isV2(url.pathname)) response.headers.set("Docker-Distribution-API-Version", "registry/2.0");
+    addCorsHeaders(response.headers, request, config);
     return response;
   },
 } satisfies ExportedHandler<Env>;

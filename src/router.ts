@@ -1,34 +1,43 @@
 import { Router, type IRequest } from "itty-router";
 import { apiVersionCheck } from "./handlers/base";
 import { deleteBlob, getBlob, headBlob } from "./handlers/blobs";
-import type { Context, Handler } from "./handlers/context";
+import { authorize, type Access } from "./auth";
+import { nameParam, type Context, type Handler } from "./handlers/context";
 import { listRepositories, listTags } from "./handlers/listing";
 import { listReferrers } from "./handlers/referrers";
 import { deleteManifest, getManifest, headManifest, putManifest } from "./handlers/manifests";
 import { appendChunk, cancelUpload, finishUpload, startUpload, uploadStatus } from "./handlers/uploads";
 
-type Route = [method: string, path: string, handler: Handler];
+type Route = [method: string, path: string, access: Access, handler: Handler];
 
 /** Every route under `/v2/`, most specific first (`:name+` is greedy and may contain `/`). */
 export const ROUTES: Route[] = [
-  ["GET", "/v2", apiVersionCheck],
-  ["HEAD", "/v2", apiVersionCheck],
-  ["GET", "/v2/_catalog", listRepositories],
-  ["GET", "/v2/:name+/tags/list", listTags],
-  ["GET", "/v2/:name+/manifests/:reference", getManifest],
-  ["HEAD", "/v2/:name+/manifests/:reference", headManifest],
-  ["PUT", "/v2/:name+/manifests/:reference", putManifest],
-  ["DELETE", "/v2/:name+/manifests/:reference", deleteManifest],
-  ["POST", "/v2/:name+/blobs/uploads", startUpload],
-  ["GET", "/v2/:name+/blobs/uploads/:id", uploadStatus],
-  ["PATCH", "/v2/:name+/blobs/uploads/:id", appendChunk],
-  ["PUT", "/v2/:name+/blobs/uploads/:id", finishUpload],
-  ["DELETE", "/v2/:name+/blobs/uploads/:id", cancelUpload],
-  ["GET", "/v2/:name+/referrers/:digest", listReferrers],
-  ["GET", "/v2/:name+/blobs/:digest", getBlob],
-  ["HEAD", "/v2/:name+/blobs/:digest", headBlob],
-  ["DELETE", "/v2/:name+/blobs/:digest", deleteBlob],
+  ["GET", "/v2", "login", apiVersionCheck],
+  ["HEAD", "/v2", "login", apiVersionCheck],
+  ["GET", "/v2/_catalog", "pull", listRepositories],
+  ["GET", "/v2/:name+/tags/list", "pull", listTags],
+  ["GET", "/v2/:name+/manifests/:reference", "pull", getManifest],
+  ["HEAD", "/v2/:name+/manifests/:reference", "probe", headManifest],
+  ["PUT", "/v2/:name+/manifests/:reference", "push", putManifest],
+  ["DELETE", "/v2/:name+/manifests/:reference", "push", deleteManifest],
+  ["POST", "/v2/:name+/blobs/uploads", "push", startUpload],
+  ["GET", "/v2/:name+/blobs/uploads/:id", "push", uploadStatus],
+  ["PATCH", "/v2/:name+/blobs/uploads/:id", "push", appendChunk],
+  ["PUT", "/v2/:name+/blobs/uploads/:id", "push", finishUpload],
+  ["DELETE", "/v2/:name+/blobs/uploads/:id", "push", cancelUpload],
+  ["GET", "/v2/:name+/referrers/:digest", "pull", listReferrers],
+  ["GET", "/v2/:name+/blobs/:digest", "pull", getBlob],
+  ["HEAD", "/v2/:name+/blobs/:digest", "probe", headBlob],
+  ["DELETE", "/v2/:name+/blobs/:digest", "push", deleteBlob],
 ];
+
+/** Wraps a handler so it runs only for a principal allowed `access` on the route's repository. */
+function guarded(access: Access, handler: Handler): Handler {
+  return (request, context) => {
+    authorize(context.principal, access, request.params.name === undefined ? undefined : nameParam(request));
+    return handler(request, context);
+  };
+}
 
 /**
  * Builds the `/v2/` router. `fetch(request, context)` answers `undefined` when no route matches.
@@ -38,7 +47,7 @@ export const ROUTES: Route[] = [
  */
 export function createRouter() {
   const router = Router<IRequest, [Context], Response>();
-  for (const [method, path, handler] of ROUTES) router[method.toLowerCase()]!(path, handler);
+  for (const [method, path, access, handler] of ROUTES) router[method.toLowerCase()]!(path, guarded(access, handler));
   return router;
 }
 

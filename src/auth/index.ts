@@ -1,38 +1,76 @@
 import type { Capability, Config } from "../config";
 import { RegistryError } from "../errors";
 import { constantTimeEqual, parseBasic } from "./basic";
+import { importVerificationKeys, looksLikeJwt, matchesRepository, verifyToken, type VerificationKey } from "./jwt";
 
 /** Who is asking, and what they may do. */
 export interface Principal {
   username: string;
   capabilities: ReadonlySet<Capability>;
+  /** Repository patterns a token is limited to; every repository when absent. */
+  repositories?: readonly string[];
+  /** A request without credentials, let in by `ANONYMOUS_PULL`. */
+  anonymous?: boolean;
 }
 
-/** The `WWW-Authenticate` challenge sent with every 401. */
+/**
+ * What a route needs. `login`: any authenticated caller (the `/v2/` probe); `probe`: pull or
+ * push (clients pushing check with HEAD what the registry already has, as the original allowed).
+ */
+export type Access = "login" | "probe" | Capability;
+
+/** The `WWW-Authenticate` challenge sent with every 401 (when pulls are not public). */
 export const CHALLENGE = 'Basic realm="r2-registry", charset="UTF-8"';
 
-let warnedUnconfigured = false;
+/**
+ * With public pulls, 401s carry a token challenge instead (as Docker Hub's do): a client without
+ * credentials fetches an anonymous token from `/token`, one with credentials gets a token for
+ * them, and Docker pulls anonymously while pushes still ask for a login.
+ */
+export function challengeFor(config: Config, origin: string): string {
+  return config.anonymousPull ? `Bearer realm="${origin}${TOKEN_PATH}",service="r2-registry"` : CHALLENGE;
+}
+
+/** Path of the token endpoint used with public pulls. */
+export const TOKEN_PATH = "/token";
+/** Token the endpoint gives callers without credentials. */
+const ANONYMOUS_TOKEN = "anonymous";
+/** Prefix of tokens that carry Basic credentials back to this registry. */
+const BASIC_TOKEN = "r2-basic.";
 
 /**
- * Checks the request's credentials against the configured users. Returns the principal, or
- * throws UNAUTHORIZED (401 with a Basic challenge).
+ * `GET /token` (only with `ANONYMOUS_PULL`): the Docker token flow. Without credentials it hands
+ * out an anonymous (pull) token; with valid ones, a token that stands for them.
  *
  * @example
- * const principal = await authenticate(request, config);
+ * curl 'https://registry.example/token?service=r2-registry&scope=repository:foo:pull'
  */
-export async function authenticate(request: Request, config: Config): Promise<Principal> {
-  if (config.credentials.length === 0) {
-    if (!warnedUnconfigured) {
-      warnedUnconfigured = true;
-      console.error(
-        "r2-registry: no credentials are configured, so every request is refused. Set USERNAME and PASSWORD " +
-          "(and optionally READONLY_USERNAME and READONLY_PASSWORD), e.g. `npx wrangler secret put USERNAME --env production`.",
-      );
-    }
-    throw unauthorized("the registry has no credentials configured");
+export async function issueToken(request: Request, config: Config): Promise<Response> {
+  const header = request.headers.get("Authorization");
+  let token = ANONYMOUS_TOKEN;
+  if (header) {
+    await authenticate(request, config); // 401 for bad credentials
+    const bearer = /^\s*bearer\s+(\S+)\s*$/i.exec(header)?.[1];
+    const given = parseBasic(header);
+    if (bearer !== undefined) token = bearer;
+    else if (given && looksLikeJwt(given.password) && !(await isUser(given, config))) token = given.password;
+    else if (given) token = BASIC_TOKEN + base64url(`${given.username}:${given.password}`);
   }
-  const given = parseBasic(request.headers.get("Authorization"));
-  if (!given) throw unauthorized("authentication required");
+  const body = JSON.stringify({ token, access_token: token, expires_in: 3600, issued_at: new Date().toISOString() });
+  return new Response(body, { headers: { "Content-Type": "application/json; charset=utf-8", "Cache-Control": "no-store" } });
+}
+
+function base64url(text: string): string {
+  const bytes = new TextEncoder().encode(text);
+  return btoa(String.fromCharCode(...bytes)).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
+}
+
+async function isUser(given: { username: string; password: string }, config: Config): Promise<boolean> {
+  return (await matchCredential(given, config)) !== undefined;
+}
+
+/** The configured user these credentials belong to, compared in constant time. */
+async function matchCredential(given: { username: string; password: string }, config: Config): Promise<Principal | undefined> {
   let match: Principal | undefined;
   // Every configured pair is compared, so timing tells nothing about which one exists.
   for (const credential of config.credentials) {
@@ -42,25 +80,111 @@ export async function authenticate(request: Request, config: Config): Promise<Pr
     ]);
     if (user && pass && !match) match = { username: credential.username, capabilities: credential.capabilities };
   }
-  if (!match) throw unauthorized("invalid username or password");
   return match;
 }
 
-/**
- * Checks that a principal may use a method on a path: reads need `pull`, writes `push`; the
- * `/v2/` probe needs only a valid login. Throws DENIED (403).
- *
- * @example
- * authorize(principal, "PUT", "/v2/foo/manifests/latest");
- */
-export function authorize(principal: Principal, method: string, path: string): void {
-  if (path === "/v2/" || path === "/v2") return;
-  const needed: Capability = method === "GET" || method === "HEAD" ? "pull" : "push";
-  if (!principal.capabilities.has(needed)) {
-    throw new RegistryError("DENIED", `${principal.username} may not ${needed} (read-only credentials)`);
+const ANONYMOUS: Principal = { username: "anonymous", capabilities: new Set(["pull"]), anonymous: true };
+const warned = new Set<string>();
+
+function warnOnce(message: string): void {
+  if (warned.has(message)) return;
+  warned.add(message);
+  console.error(`r2-registry: ${message}`);
+}
+
+const keyCache = new WeakMap<Config, Promise<VerificationKey[]>>();
+
+/** The configured token keys, imported once per configuration; throws if the setting is bad. */
+async function tokenKeys(config: Config): Promise<VerificationKey[] | undefined> {
+  if (!config.jwtPublicKey) return undefined;
+  let keys = keyCache.get(config);
+  if (!keys) {
+    keys = importVerificationKeys(config.jwtPublicKey);
+    keyCache.set(config, keys);
+  }
+  try {
+    return await keys;
+  } catch (error) {
+    warnOnce(`${(error as Error).message}; tokens cannot be verified until it is fixed`);
+    throw new RegistryError("UNAVAILABLE", "the registry is misconfigured: its token key (JWT_REGISTRY_TOKENS_PUBLIC_KEY) is invalid", {
+      status: 500,
+    });
   }
 }
 
+async function fromToken(token: string, config: Config): Promise<Principal> {
+  const keys = await tokenKeys(config);
+  const claims = keys ? await verifyToken(token, keys) : undefined;
+  if (!claims) throw unauthorized("invalid, expired or unverifiable token");
+  const capabilities = new Set(claims.capabilities.filter((c): c is Capability => c === "pull" || c === "push"));
+  return { username: claims.subject, capabilities, ...(claims.repositories ? { repositories: claims.repositories } : {}) };
+}
+
+/**
+ * Identifies the caller: Basic credentials of a configured user, a JWT (as the Basic password,
+ * the original's way, or as `Authorization: Bearer`), or nobody when `ANONYMOUS_PULL` is on.
+ * Throws UNAUTHORIZED (401 with a Basic challenge) otherwise.
+ *
+ * @example
+ * const principal = await authenticate(request, config);
+ */
+export async function authenticate(request: Request, config: Config): Promise<Principal> {
+  const header = request.headers.get("Authorization");
+  if (config.credentials.length === 0 && !config.jwtPublicKey && !config.anonymousPull) {
+    warnOnce(
+      "no credentials are configured, so every request is refused. Set USERNAME and PASSWORD " +
+        "(and optionally READONLY_USERNAME and READONLY_PASSWORD), e.g. `npx wrangler secret put USERNAME --env production`, " +
+        "or JWT_REGISTRY_TOKENS_PUBLIC_KEY for tokens.",
+    );
+    throw unauthorized("the registry has no credentials configured");
+  }
+  if (!header) {
+    if (config.anonymousPull) return ANONYMOUS;
+    throw unauthorized("authentication required");
+  }
+  const bearer = /^\s*bearer\s+(\S+)\s*$/i.exec(header)?.[1];
+  let given = parseBasic(header);
+  if (bearer !== undefined) {
+    if (bearer === ANONYMOUS_TOKEN && config.anonymousPull) return ANONYMOUS;
+    if (!bearer.startsWith(BASIC_TOKEN)) return fromToken(bearer, config);
+    given = parseBasic(`Basic ${bearer.slice(BASIC_TOKEN.length)}`);
+  }
+  if (!given) throw unauthorized("authentication required");
+  const match = await matchCredential(given, config);
+  if (match) return match;
+  if (config.jwtPublicKey && looksLikeJwt(given.password)) return fromToken(given.password, config);
+  throw unauthorized("invalid username or password");
+}
+
+/** True when the principal may use `capability` on repository `name`. */
+export function mayAccess(principal: Principal, capability: Capability, name?: string): boolean {
+  if (!principal.capabilities.has(capability)) return false;
+  return name === undefined || principal.repositories === undefined || matchesRepository(name, principal.repositories);
+}
+
+/**
+ * Checks that a principal may do what a route needs, on its repository when it has one. Throws
+ * DENIED (403), or UNAUTHORIZED (401) for an anonymous caller, who may still log in.
+ *
+ * @example
+ * authorize(principal, "push", "team-a/app");
+ */
+export function authorize(principal: Principal, access: Access, name?: string): void {
+  // The `/v2/` probe challenges anonymous callers even when pulls are public: clients decide
+  // from it whether to send the credentials they have (Docker Hub answers the same way).
+  if (access === "login") {
+    if (principal.anonymous) throw unauthorized("authentication required");
+    return;
+  }
+  const options: Capability[] = access === "probe" ? ["pull", "push"] : [access];
+  if (options.some((capability) => mayAccess(principal, capability, name))) return;
+  if (principal.anonymous) throw unauthorized(`${options.join(" or ")} needs credentials`);
+  const held = options.some((capability) => principal.capabilities.has(capability));
+  const where = name !== undefined && held ? ` on ${name}` : "";
+  throw new RegistryError("DENIED", `${principal.username} may not ${options.join(" or ")}${where}`, { detail: { name } });
+}
+
+/** A 401; the Worker adds the `WWW-Authenticate` challenge that fits its configuration. */
 function unauthorized(message: string): RegistryError {
-  return new RegistryError("UNAUTHORIZED", message, { headers: { "WWW-Authenticate": CHALLENGE } });
+  return new RegistryError("UNAUTHORIZED", message);
 }

@@ -1,4 +1,5 @@
 import type { IRequest } from "itty-router";
+import type { Principal } from "../auth";
 import type { Config } from "../config";
 import { RegistryError } from "../errors";
 import { parseDigest, type Digest } from "../oci/digest";
@@ -9,6 +10,8 @@ import type { Registry } from "../registry/registry";
 export interface Context {
   registry: Registry;
   config: Config;
+  /** Who is asking (already authorized for the route). */
+  principal: Principal;
   url: URL;
   /** Runs work after the response (ExecutionContext.waitUntil). */
   waitUntil(promise: Promise<unknown>): void;

@@ -1,3 +1,4 @@
+import { mayAccess } from "../auth";
 import { RegistryError } from "../errors";
 import { linkNext, parsePage } from "../http";
 import type { Page } from "../registry/registry";
@@ -31,8 +32,10 @@ export const listTags: Handler = async (request, { registry, url }) => {
 };
 
 /** `GET /v2/_catalog?n=&last=`: repository names in lexical order, paginated like tags. */
-export const listRepositories: Handler = async (_request, { registry, url }) => {
+export const listRepositories: Handler = async (_request, { registry, url, principal }) => {
   const { n, last } = parsePage(url, { defaultN: MAX_PAGE, max: MAX_PAGE });
   const page = await registry.listRepositories({ n, last });
+  // A token limited to some repositories sees only those (pages may then be shorter than n).
+  if (principal.repositories) page.items = page.items.filter((name) => mayAccess(principal, "pull", name));
   return pageResponse(url, n, page, { repositories: page.items });
 };

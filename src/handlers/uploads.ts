@@ -1,4 +1,5 @@
 import type { IRequest } from "itty-router";
+import { mayAccess } from "../auth";
 import { RegistryError } from "../errors";
 import { contentLength, parseContentRange } from "../http";
 import { parseDigest } from "../oci/digest";
@@ -49,15 +50,16 @@ function chunkOf(request: IRequest): Chunk {
  * @example
  * curl -X POST -u user:pass https://registry.example/v2/foo/blobs/uploads/
  */
-export const startUpload: Handler = async (request, { registry, config, url }) => {
+export const startUpload: Handler = async (request, { registry, config, url, principal }) => {
   const name = nameParam(request);
   const mount = url.searchParams.get("mount");
   const from = url.searchParams.get("from");
   if (mount && from) {
     const digest = parseDigest(mount);
     if (!digest) throw new RegistryError("DIGEST_INVALID", `invalid mount digest ${JSON.stringify(mount.slice(0, 200))}`);
-    // An invalid `from` cannot hold the blob: a session is opened instead.
-    const mounted = isName(from) ? await registry.mountBlob(name, digest.value, from) : null;
+    // A `from` that is invalid, or that the caller may not pull from, cannot lend the blob: a
+    // session is opened instead.
+    const mounted = isName(from) && mayAccess(principal, "pull", from) ? await registry.mountBlob(name, digest.value, from) : null;
     if (mounted) return created(name, mounted.digest);
   }
   const digest = url.searchParams.get("digest");

@@ -48,7 +48,7 @@ export function buildFixtures(dir: string): Fixtures {
 }
 
 /** `skopeo copy --all --preserve-digests oci:<layout>:<tag> docker://<host>/<repo>:<destTag>`. */
-export function skopeoPush(skopeo: Skopeo, registry: TestRegistry, layoutDir: string, tag: string, repo: string, destTag = tag) {
+export function skopeoPush(skopeo: Skopeo, registry: Pick<TestRegistry, "host" | "username" | "password">, layoutDir: string, tag: string, repo: string, destTag = tag) {
   return skopeo.run(
     [
       "copy", "--all", "--preserve-digests",

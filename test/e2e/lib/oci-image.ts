@@ -154,7 +154,8 @@ function writeOctal(buf: Buffer, offset: number, length: number, value: number):
   writeString(buf, offset, length, `${digits.padStart(length - 1, "0")}\0`);
 }
 
-function tarHeader(name: string, type: "0" | "5", size: number, mode: number): Buffer {
+/** One ustar header block for a file ("0") or directory ("5"). */
+export function tarHeader(name: string, type: "0" | "5", size: number, mode: number): Buffer {
   const h = Buffer.alloc(BLOCK, 0);
   let prefix = "";
   let shortName = name;
