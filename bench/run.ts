@@ -7,7 +7,7 @@ import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 
 const here = dirname(fileURLToPath(import.meta.url));
-const all = ["listing"];
+const all = ["listing", "big-layer"];
 const chosen = process.argv.slice(2).length > 0 ? process.argv.slice(2) : all;
 for (const name of chosen) {
   if (!all.includes(name)) throw new Error(`unknown benchmark ${name}; have: ${all.join(", ")}`);
