@@ -112,4 +112,24 @@ describe("blob storage", () => {
     expect(put.status).toBe(201);
     expect(await readBack(name, digest)).toBe(digest);
   });
+
+  it("refuses a second writer while a session is held, and lets a client take over once the holder's lease lapsed", async () => {
+    const name = uniqueName("lease");
+    const { location } = await startUpload(name);
+    const id = location.slice(location.lastIndexOf("/") + 1);
+    const setLease = async (until: number) => {
+      const state = JSON.parse(await (await env.REGISTRY.get(`_uploads/${id}`))!.text());
+      await env.REGISTRY.put(`_uploads/${id}`, JSON.stringify({ ...state, leaseUntil: until }));
+    };
+    await setLease(Date.now() + 60_000); // a request that is still writing
+    const busy = await call(location, { method: "PATCH", body: "abc", headers: { "Content-Range": "0-2" } });
+    expect(busy.status).toBe(416);
+    expect(busy.headers.get("Range")).toBe("0-0");
+    await setLease(Date.now() - 1); // a request that died: its lease ran out
+    const taken = await call(location, { method: "PATCH", body: "abc", headers: { "Content-Range": "0-2" } });
+    expect(taken.status).toBe(202);
+    expect(taken.headers.get("Range")).toBe("0-2");
+    const put = await call(withQuery(location, { digest: await sha256("abc") }), { method: "PUT" });
+    expect(put.status).toBe(201);
+  });
 });

@@ -16,8 +16,14 @@ export const DEFAULT_PART_SIZE = 16 * 1024 * 1024;
 const MAX_PARTS = 10_000;
 /** Parts written to R2 at once while the next one is read (memory: this many parts). */
 const PARALLEL_PARTS = 2;
-/** How long one request may hold a session before another may take it over. */
-const LEASE_MS = 10 * 60 * 1000;
+/**
+ * How long one request holds a session before another may take it over. A request writing a long
+ * chunk renews it as it goes, so a request that died (a client that vanished, a Worker that was
+ * stopped) blocks its session for at most this long.
+ */
+const LEASE_MS = 60 * 1000;
+/** Renew the lease once less than this much of it is left. */
+const RENEW_MS = 30 * 1000;
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 
 /** An upload session as persisted at `_uploads/<id>`. */
@@ -42,6 +48,7 @@ interface SessionState {
   leaseUntil?: number;
 }
 
+/** A session taken by one request: its state and the etag of the state object (renewals move it). */
 interface Leased {
   state: SessionState;
   etag: string;
@@ -159,7 +166,7 @@ export class R2Uploads {
   private async leaseAndWrite(name: string, id: string, chunk: Chunk): Promise<{ leased: Leased; written: Written }> {
     const leased = await this.lease(name, id, chunk);
     try {
-      return { leased, written: await this.write(leased.state, chunk) };
+      return { leased, written: await this.write(leased, chunk) };
     } catch (error) {
       await this.release(leased);
       throw error;
@@ -215,6 +222,15 @@ export class R2Uploads {
     return { state: leased, etag: written.etag };
   }
 
+  /** Extends a lease this request holds (a conditional write, so a lost lease is noticed). */
+  private async renew(leased: Leased): Promise<void> {
+    const state: SessionState = { ...leased.state, leaseUntil: Date.now() + LEASE_MS };
+    const written = await this.bucket.put(keys.upload(state.id), JSON.stringify(state), { onlyIf: { etagMatches: leased.etag } });
+    if (!written) throw outOfOrder(leased.state, "the upload was taken over by another request; resume from the offset in Range");
+    leased.state = state;
+    leased.etag = written.etag;
+  }
+
   private async release(leased: Leased): Promise<void> {
     const { leaseUntil: _, ...state } = leased.state;
     await this.bucket
@@ -239,7 +255,8 @@ export class R2Uploads {
    * committed) and the tail bytes; when the client's stream broke off, what arrived is kept and
    * the error returned in `interrupted`.
    */
-  private async write(state: SessionState, chunk: Chunk): Promise<Written> {
+  private async write(leased: Leased, chunk: Chunk): Promise<Written> {
+    const state = leased.state;
     const queue = new ByteQueue();
     if (state.tailSize > 0) {
       const tail = await this.bucket.get(keys.uploadTail(state.id, state.tailSerial));
@@ -271,6 +288,7 @@ export class R2Uploads {
           }
           hasher?.update(value);
           queue.push(value);
+          if (Date.now() > (leased.state.leaseUntil ?? 0) - RENEW_MS) await this.renew(leased);
           while (queue.size >= next.partSize) {
             if (next.parts.length + inflight.length >= MAX_PARTS - 1) {
               throw new RegistryError("SIZE_INVALID", `blob too large: at most ${MAX_PARTS - 1} parts of ${next.partSize} bytes`);
