@@ -9,7 +9,8 @@
 //   REGISTRY_STATE_DIR        where the local R2 bucket lives (default .wrangler/state)
 //   USERNAME, PASSWORD        dev credentials (default: those of wrangler's `dev` environment)
 //   READONLY_USERNAME, READONLY_PASSWORD, JWT_REGISTRY_TOKENS_PUBLIC_KEY, ANONYMOUS_PULL,
-//   CORS_ORIGINS, REGISTRIES_JSON, PUSH_COMPATIBILITY_MODE, MAX_CHUNK_SIZE, UPLOAD_PART_SIZE
+//   CORS_ORIGINS, REGISTRIES_JSON (and the password_env variables it names), REGISTRIES_TAG_TTL,
+//   REGISTRIES_TIMEOUT, PUSH_COMPATIBILITY_MODE, MAX_CHUNK_SIZE, UPLOAD_PART_SIZE
 //                             passed to the Worker when set
 //   DEV_PROTOCOL=http         serve plain HTTP instead (clients then need their http switches)
 import { spawn } from "node:child_process";
@@ -32,6 +33,8 @@ const PASSED_THROUGH = [
   "PUSH_COMPATIBILITY_MODE",
   "MAX_CHUNK_SIZE",
   "UPLOAD_PART_SIZE",
+  "REGISTRIES_TAG_TTL",
+  "REGISTRIES_TIMEOUT",
 ];
 
 function flag(name) {
@@ -95,7 +98,16 @@ const args = [
   "--var", `PASSWORD:${password}`,
 ];
 // Other settings given in the environment reach the Worker too (e.g. ANONYMOUS_PULL=true pnpm dev).
-for (const name of PASSED_THROUGH) {
+// …and so do the upstream passwords REGISTRIES_JSON names with password_env.
+const secrets = [];
+try {
+  for (const entry of JSON.parse(process.env.REGISTRIES_JSON || "[]")) {
+    if (typeof entry?.password_env === "string") secrets.push(entry.password_env);
+  }
+} catch {
+  // The Worker reports a bad REGISTRIES_JSON itself.
+}
+for (const name of [...PASSED_THROUGH, ...secrets]) {
   if (process.env[name] !== undefined) args.push("--var", `${name}:${process.env[name]}`);
 }
 const wranglerBin = join(root, "node_modules", "wrangler", "bin", "wrangler.js");

@@ -1,5 +1,6 @@
 import { z } from "zod";
 import type { Env } from "./env";
+import { parseRegistries, type PullThroughConfig } from "./registry/proxy/config";
 
 /** One pair of Basic credentials and what it may do. */
 export interface Credential {
@@ -26,6 +27,8 @@ export interface Config {
   maxChunkSize: number;
   /** Size of the R2 multipart parts uploads are cut into (`UPLOAD_PART_SIZE`), if set. */
   uploadPartSize: number | undefined;
+  /** Pull-through upstreams (`REGISTRIES_JSON`) and their settings. */
+  pullThrough: PullThroughConfig;
   /** Problems found while parsing, logged once. */
   warnings: string[];
 }
@@ -87,6 +90,7 @@ export function parseConfig(env: Env): Config {
     pushCompatibilityMode: env.PUSH_COMPATIBILITY_MODE === "full" ? "full" : "none",
     maxChunkSize,
     uploadPartSize,
+    pullThrough: parseRegistries(env, warnings),
     warnings,
   };
 }

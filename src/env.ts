@@ -16,6 +16,10 @@ export interface Env {
   CORS_ORIGINS?: string;
   /** JSON array of upstream registries for pull-through. */
   REGISTRIES_JSON?: string;
+  /** Seconds after which a tag cached from an upstream is checked again (default: never). */
+  REGISTRIES_TAG_TTL?: string;
+  /** Seconds to wait for an upstream's response headers (default 10). */
+  REGISTRIES_TIMEOUT?: string;
   /** `full` or `none`: kept for compatibility; every chunk shape is accepted either way. */
   PUSH_COMPATIBILITY_MODE?: string;
   /** Largest PATCH body the deployment accepts, in bytes (advertised as OCI-Chunk-Max-Length). */

@@ -4,6 +4,8 @@ import { addCorsHeaders, corsPreflight } from "./cors";
 import type { Env } from "./env";
 import { errorResponse, RegistryError } from "./errors";
 import { R2Registry } from "./registry/r2";
+import { ProxyRegistry, Upstream } from "./registry/proxy";
+import type { Registry } from "./registry/registry";
 import { allowedMethods, createRouter } from "./router";
 
 const router = createRouter();
@@ -29,12 +31,23 @@ async function handle(request: Request, env: Env, ctx: ExecutionContext, url: UR
   if (url.pathname === TOKEN_PATH && config.anonymousPull && request.method === "GET") return issueToken(request, config);
   const principal = await authenticate(request, config);
   if (!isV2(url.pathname)) throw new RegistryError("NOT_FOUND", `no such endpoint: ${url.pathname}`);
+  const waitUntil = (promise: Promise<unknown>) => ctx.waitUntil(promise);
+  let registry: Registry = new R2Registry(env.REGISTRY, { partSize: config.uploadPartSize });
+  const { upstreams, tagTtl, timeoutMs } = config.pullThrough;
+  if (upstreams.length > 0) {
+    // Pull-through: local misses of manifests, blobs and tag lists go to the upstreams.
+    registry = new ProxyRegistry(
+      registry,
+      upstreams.map((upstream) => new Upstream(upstream, timeoutMs)),
+      { waitUntil, bucket: env.REGISTRY, ...(tagTtl !== undefined ? { tagTtl } : {}) },
+    );
+  }
   const response = await router.fetch(request, {
-    registry: new R2Registry(env.REGISTRY, { partSize: config.uploadPartSize }),
+    registry,
     config,
     principal,
     url,
-    waitUntil: (promise) => ctx.waitUntil(promise),
+    waitUntil,
   });
   if (response) return response;
   const allowed = allowedMethods(router, url.pathname);

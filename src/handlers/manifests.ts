@@ -128,8 +128,10 @@ export const putManifest: Handler = async (request, { registry, url }) => {
     tags.push(reference.tag);
   }
 
-  // Re-tagging a manifest the repository already holds touches no blobs.
-  if (!(await registry.statManifest(name, digest))) await requireReferences(registry, name, manifest);
+  // Re-tagging a manifest the repository already holds touches no blobs. A push is checked
+  // against what is stored here, never against pull-through upstreams.
+  const local = registry.withoutUpstreams?.() ?? registry;
+  if (!(await local.statManifest(name, digest))) await requireReferences(local, name, manifest);
   const info = await registry.putManifest(name, manifest, digest, tags);
   const headers = new Headers({
     Location: `/v2/${pathOf(name)}/manifests/${info.digest}`,

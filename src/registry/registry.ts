@@ -120,6 +120,12 @@ export interface Registry {
   listRepositories(page: PageRequest): Promise<Page<string>>;
   /** Descriptors of the manifests whose `subject` is `subject`, in digest order. */
   listReferrers(name: string, subject: string, page: ReferrersRequest): Promise<Page<ReferrerDescriptor>>;
+
+  /**
+   * The registry without pull-through (a wrapper's local store), for checks that must not reach an
+   * upstream, such as a push's "is everything the manifest references here?". Absent: itself.
+   */
+  withoutUpstreams?(): Registry;
 }
 
 /** A byte range as asked for by a `Range` header: `bytes=a-b`, `bytes=a-` or `bytes=-n`. */

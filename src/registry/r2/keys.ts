@@ -17,6 +17,7 @@
  * | `_data/<id>`                         | a blob assembled from an upload's parts (R2 multipart)     |
  * | `_links/<digest>/<name>`             | `<name>` holds a symlink to another repository's blob      |
  * | `_meta/links-backfilled`             | marker: symlinks of an older bucket were indexed           |
+ * | `_pullthrough/tags/<name>/<tag>`     | when a tag cached from an upstream was last checked        |
  *
  * A blob key holds one of three things: the bytes; a symlink (custom metadata
  * `X-Serverless-Registry-Symlink` = the repository holding the bytes, the original's mount
