@@ -6,11 +6,12 @@
  * registry (verifying every digest); then the upstream is stopped and the same pulls are served
  * from the cache.
  *
- * Needs scripts/dev.mjs to pass UPSTREAM_PASSWORD through to the Worker.
+ * (scripts/dev.mjs passes the variables REGISTRIES_JSON names with password_env to the Worker.)
  */
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { Skopeo } from "./lib/clients.ts";
+import { Skopeo, startDockerd, type Dockerd } from "./lib/clients.ts";
+import { startFaultProxy, type FaultProxy } from "./lib/fault-proxy.ts";
 import { startDevServer, type RunningDevServer } from "./lib/dev-server.ts";
 import { startDistribution, type RunningDistribution } from "./lib/distribution.ts";
 import { buildFixtures, skopeoPush, type Fixtures } from "./lib/fixtures.ts";
@@ -71,6 +72,68 @@ describe("pull-through from distribution 2.8 (Basic auth, path prefix)", () => {
       }
     } catch (error) {
       console.error(`--- our registry: last output ---\n${reg().logs().slice(-4000)}`);
+      throw error;
+    }
+  });
+});
+
+/**
+ * The same through a Bearer token server (the fault proxy in token mode, in front of distribution
+ * 2.8 with TLS), pulled with docker: the image exists only upstream, docker pulls it through our
+ * registry, then the upstream is stopped and docker pulls it again from the cache.
+ */
+describe("pull-through behind a Bearer token server, with docker", () => {
+  let upstream: RunningDistribution | undefined;
+  let tokens: FaultProxy | undefined;
+  let ours: RunningDevServer | undefined;
+  let dockerd: Dockerd | undefined;
+  let work: string | undefined;
+  let fx: Fixtures;
+
+  beforeAll(async () => {
+    work = makeTempDir("e2e-pull-bearer");
+    fx = buildFixtures(work);
+    upstream = await startDistribution({ auth: true, tls: true });
+    await skopeoPush(new Skopeo(join(work, "skopeo")), { host: upstream.host, username: upstream.username!, password: upstream.password! }, fx.layoutDir, fx.tags.layered, "team/app");
+    tokens = await startFaultProxy({
+      upstream: upstream.url,
+      bearer: { token: "upstream-token-42", username: "puller", password: "s3cret", upstream: { username: upstream.username!, password: upstream.password! } },
+    });
+    [ours, dockerd] = await Promise.all([
+      startDevServer({
+        env: {
+          REGISTRIES_JSON: JSON.stringify([{ registry: tokens.url, username: "puller", password_env: "TOKEN_SERVER_PASSWORD" }]),
+          TOKEN_SERVER_PASSWORD: "s3cret",
+        },
+      }),
+      startDockerd(),
+    ]);
+    const login = await dockerd.docker(["login", "-u", ours.username, "--password-stdin", ours.host], { input: `${ours.password}\n` });
+    expect(login.stdout).toContain("Login Succeeded");
+  });
+  afterAll(() => cleanupAll([() => dockerd?.stop(), () => ours?.stop(), () => tokens?.close(), () => upstream?.stop(), () => removeTempDir(work)]));
+
+  it("docker pulls through, with one token for the repository, then from the cache once the upstream is gone", async () => {
+    const image = `${ours!.host}/team/app:${fx.tags.layered}`;
+    const digestOf = async () =>
+      JSON.parse((await dockerd!.docker(["image", "inspect", "--format", "{{json .RepoDigests}}", image])).stdout) as string[];
+    try {
+      await dockerd!.docker(["pull", image], { timeoutMs: 300_000 });
+      expect(await digestOf()).toContain(`${ours!.host}/team/app@${fx.digests.layered.root}`);
+      const log = tokens!.log;
+      // One token, asked for pull on this repository only, then every request with it.
+      expect(log.filter((e) => e.url.startsWith("/token")).map((e) => decodeURIComponent(new URL(e.url, "http://x").searchParams.get("scope") ?? ""))).toEqual(["repository:team/app:pull"]);
+      const served = log.filter((e) => e.url.startsWith("/v2/team/app/") && e.status === 200);
+      expect(served.length, JSON.stringify(log)).toBeGreaterThan(0);
+      expect(served.map((e) => e.authorization), JSON.stringify(log)).toEqual(served.map(() => "Bearer"));
+
+      await tokens!.close();
+      await upstream!.stop();
+      await dockerd!.docker(["rmi", image]);
+      await dockerd!.docker(["pull", image], { timeoutMs: 300_000 });
+      expect(await digestOf()).toContain(`${ours!.host}/team/app@${fx.digests.layered.root}`);
+    } catch (error) {
+      console.error(`--- our registry: last output ---\n${ours!.logs().slice(-4000)}`);
       throw error;
     }
   });
