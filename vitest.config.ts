@@ -10,6 +10,8 @@ export default defineConfig({
         plugins: [
           cloudflareTest({
             wrangler: { configPath: "./test/wrangler.test.toml", environment: "dev" },
+            // GC_SEED=<n> reruns the garbage collection concurrency test with that seed.
+            miniflare: { bindings: { GC_SEED: process.env.GC_SEED ?? "" } },
           }),
         ],
         test: { name: "worker", include: ["test/worker/**/*.test.ts"] },

@@ -10,7 +10,8 @@
 //   USERNAME, PASSWORD        dev credentials (default: those of wrangler's `dev` environment)
 //   READONLY_USERNAME, READONLY_PASSWORD, JWT_REGISTRY_TOKENS_PUBLIC_KEY, ANONYMOUS_PULL,
 //   CORS_ORIGINS, REGISTRIES_JSON (and the password_env variables it names), REGISTRIES_TAG_TTL,
-//   REGISTRIES_TIMEOUT, PUSH_COMPATIBILITY_MODE, MAX_CHUNK_SIZE, UPLOAD_PART_SIZE
+//   REGISTRIES_TIMEOUT, PUSH_COMPATIBILITY_MODE, MAX_CHUNK_SIZE, UPLOAD_PART_SIZE, GC_MODE,
+//   GC_GRACE_PERIOD, GC_UPLOAD_MAX_AGE
 //                             passed to the Worker when set
 //   DEV_PROTOCOL=http         serve plain HTTP instead (clients then need their http switches)
 import { spawn } from "node:child_process";
@@ -35,6 +36,9 @@ const PASSED_THROUGH = [
   "UPLOAD_PART_SIZE",
   "REGISTRIES_TAG_TTL",
   "REGISTRIES_TIMEOUT",
+  "GC_MODE",
+  "GC_GRACE_PERIOD",
+  "GC_UPLOAD_MAX_AGE",
 ];
 
 function flag(name) {

@@ -29,8 +29,20 @@ export interface Config {
   uploadPartSize: number | undefined;
   /** Pull-through upstreams (`REGISTRIES_JSON`) and their settings. */
   pullThrough: PullThroughConfig;
+  /** Garbage collection defaults (`GC_*`). */
+  gc: GcConfig;
   /** Problems found while parsing, logged once. */
   warnings: string[];
+}
+
+/** Garbage collection settings. */
+export interface GcConfig {
+  /** Mode of scheduled collections (`GC_MODE`, default `unreferenced`). */
+  mode: "unreferenced" | "untagged";
+  /** Manifests and blobs newer than this are kept (`GC_GRACE_PERIOD`, seconds; default 1 hour). */
+  graceMs: number;
+  /** Uploads untouched this long are abandoned (`GC_UPLOAD_MAX_AGE`, seconds; default 1 day). */
+  uploadMaxAgeMs: number;
 }
 
 /** Workers' request body limit on most plans: 100 MB. */
@@ -79,6 +91,20 @@ export function parseConfig(env: Env): Config {
     else warnings.push(`UPLOAD_PART_SIZE must be a whole number of bytes from ${MIN_PART_SIZE} to ${MAX_PART_SIZE}; using the default`);
   }
 
+  const seconds = (variable: string, fallback: number): number => {
+    const raw = env[variable];
+    if (raw === undefined || raw === "") return fallback * 1000;
+    const parsed = z.coerce.number().int().nonnegative().safeParse(raw);
+    if (parsed.success) return parsed.data * 1000;
+    warnings.push(`${variable} must be a whole number of seconds, got ${JSON.stringify(raw)}; using ${fallback}`);
+    return fallback * 1000;
+  };
+  let gcMode: GcConfig["mode"] = "unreferenced";
+  if (env.GC_MODE === "untagged") gcMode = "untagged";
+  else if (env.GC_MODE !== undefined && env.GC_MODE !== "" && env.GC_MODE !== "unreferenced") {
+    warnings.push(`GC_MODE must be unreferenced or untagged, got ${JSON.stringify(env.GC_MODE)}; using unreferenced`);
+  }
+
   return {
     credentials,
     jwtPublicKey: nonEmpty(env.JWT_REGISTRY_TOKENS_PUBLIC_KEY),
@@ -91,6 +117,7 @@ export function parseConfig(env: Env): Config {
     maxChunkSize,
     uploadPartSize,
     pullThrough: parseRegistries(env, warnings),
+    gc: { mode: gcMode, graceMs: seconds("GC_GRACE_PERIOD", 3600), uploadMaxAgeMs: seconds("GC_UPLOAD_MAX_AGE", 86400) },
     warnings,
   };
 }

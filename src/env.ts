@@ -26,5 +26,11 @@ export interface Env {
   MAX_CHUNK_SIZE?: string;
   /** Size of the R2 multipart parts uploads are cut into, in bytes (default 16 MiB). */
   UPLOAD_PART_SIZE?: string;
+  /** Mode of scheduled garbage collections: `unreferenced` (default) or `untagged`. */
+  GC_MODE?: string;
+  /** Seconds during which new manifests and blobs are never collected (default 3600). */
+  GC_GRACE_PERIOD?: string;
+  /** Seconds after which an untouched upload is abandoned and removed (default 86400). */
+  GC_UPLOAD_MAX_AGE?: string;
   [secret: string]: unknown;
 }

@@ -66,7 +66,28 @@ function failure(error: unknown, request: Request): Response {
 }
 
 /**
- * The Worker: auth, then the OCI Distribution routes under `/v2/`, on the R2 bucket `REGISTRY`.
+ * A cron trigger's run (off unless `[triggers] crons` is configured): garbage collection of every
+ * repository in `GC_MODE`, then removal of abandoned uploads and of upload bytes nothing uses.
+ */
+async function scheduled(env: Env): Promise<void> {
+  if (!env.REGISTRY) {
+    console.error("r2-registry: scheduled garbage collection skipped: no R2 bucket is bound as REGISTRY");
+    return;
+  }
+  const config = configFor(env);
+  const registry = new R2Registry(env.REGISTRY, { partSize: config.uploadPartSize });
+  const report = await registry.collectAll({ ...config.gc, dryRun: false });
+  const manifests = report.repositories.reduce((sum, r) => sum + r.manifests.length, 0);
+  const blobs = report.repositories.reduce((sum, r) => sum + r.blobs.length, 0);
+  console.log(
+    `r2-registry: scheduled gc (${report.mode}) of ${report.repositories.length} repositories: ${manifests} manifests, ${blobs} blobs, ` +
+      `${report.uploads.sessions} abandoned uploads, ${report.uploads.objects + report.orphans.objects} temporary objects, ${report.bytes} bytes freed`,
+  );
+}
+
+/**
+ * The Worker: auth, then the OCI Distribution routes under `/v2/`, on the R2 bucket `REGISTRY`;
+ * and, when a cron trigger is configured, scheduled garbage collection.
  */
 export default {
   async fetch(request: Request, env: Env, ctx: ExecutionContext): Promise<Response> {
@@ -85,5 +106,9 @@ export default {
     if (isV2(url.pathname)) response.headers.set("Docker-Distribution-API-Version", "registry/2.0");
     addCorsHeaders(response.headers, request, config);
     return response;
+  },
+
+  async scheduled(_controller: ScheduledController, env: Env): Promise<void> {
+    await scheduled(env);
   },
 } satisfies ExportedHandler<Env>;

@@ -3,6 +3,7 @@ import { apiVersionCheck } from "./handlers/base";
 import { deleteBlob, getBlob, headBlob } from "./handlers/blobs";
 import { authorize, type Access } from "./auth";
 import { nameParam, type Context, type Handler } from "./handlers/context";
+import { collectRegistry, collectRepository } from "./handlers/gc";
 import { listRepositories, listTags } from "./handlers/listing";
 import { listReferrers } from "./handlers/referrers";
 import { deleteManifest, getManifest, headManifest, putManifest } from "./handlers/manifests";
@@ -15,6 +16,7 @@ export const ROUTES: Route[] = [
   ["GET", "/v2", "login", apiVersionCheck],
   ["HEAD", "/v2", "login", apiVersionCheck],
   ["GET", "/v2/_catalog", "pull", listRepositories],
+  ["POST", "/v2/_gc", "push", collectRegistry],
   ["GET", "/v2/:name+/tags/list", "pull", listTags],
   ["GET", "/v2/:name+/manifests/:reference", "pull", getManifest],
   ["HEAD", "/v2/:name+/manifests/:reference", "probe", headManifest],
@@ -29,6 +31,7 @@ export const ROUTES: Route[] = [
   ["GET", "/v2/:name+/blobs/:digest", "pull", getBlob],
   ["HEAD", "/v2/:name+/blobs/:digest", "probe", headBlob],
   ["DELETE", "/v2/:name+/blobs/:digest", "push", deleteBlob],
+  ["POST", "/v2/:name+/gc", "push", collectRepository],
 ];
 
 /** Wraps a handler so it runs only for a principal allowed `access` on the route's repository. */

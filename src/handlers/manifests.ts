@@ -131,8 +131,15 @@ export const putManifest: Handler = async (request, { registry, url }) => {
   // Re-tagging a manifest the repository already holds touches no blobs. A push is checked
   // against what is stored here, never against pull-through upstreams.
   const local = registry.withoutUpstreams?.() ?? registry;
-  if (!(await local.statManifest(name, digest))) await requireReferences(local, name, manifest);
-  const info = await registry.putManifest(name, manifest, digest, tags);
+  // A garbage collection running meanwhile spares what this push relies on (see R2Fence).
+  const intent = await local.announce?.(name, [digest, ...manifest.blobs, ...manifest.manifests]);
+  let info: ManifestInfo;
+  try {
+    if (!(await local.statManifest(name, digest))) await requireReferences(local, name, manifest);
+    info = await registry.putManifest(name, manifest, digest, tags);
+  } finally {
+    await intent?.release();
+  }
   const headers = new Headers({
     Location: `/v2/${pathOf(name)}/manifests/${info.digest}`,
     "Docker-Content-Digest": info.digest,

@@ -1,4 +1,5 @@
 import type { ParsedManifest } from "../oci/manifest";
+import type { CollectAllOptions, CollectAllReport, CollectOptions, CollectReport } from "./r2/gc";
 
 /** Size and digest of a stored blob. */
 export interface BlobInfo {
@@ -120,6 +121,17 @@ export interface Registry {
   listRepositories(page: PageRequest): Promise<Page<string>>;
   /** Descriptors of the manifests whose `subject` is `subject`, in digest order. */
   listReferrers(name: string, subject: string, page: ReferrersRequest): Promise<Page<ReferrerDescriptor>>;
+
+  /**
+   * Announces a manifest push that relies on `digests` (the manifest's own, its blobs and child
+   * manifests), so a garbage collection running meanwhile spares them; waits while one deletes.
+   * The push releases it once its manifest is stored or refused.
+   */
+  announce?(name: string, digests: string[]): Promise<{ release(): Promise<void> }>;
+  /** Garbage collection of one repository. */
+  collect?(name: string, options: CollectOptions): Promise<CollectReport>;
+  /** Garbage collection of every repository, abandoned uploads and unused upload bytes. */
+  collectAll?(options: CollectAllOptions): Promise<CollectAllReport>;
 
   /**
    * The registry without pull-through (a wrapper's local store), for checks that must not reach an

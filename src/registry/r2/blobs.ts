@@ -30,6 +30,15 @@ function repositoryOf(key: string, digest: string): string {
   return key.slice(0, key.length - `/blobs/${digest}`.length);
 }
 
+/** How a blob key holds its blob, from the key's metadata (a listing's or a head's). */
+export function holding(object: R2Object, name: string, digest: string): { kind: Located["kind"]; dataKey: string } {
+  const data = object.customMetadata?.[DATA_METADATA];
+  if (data) return { kind: "pointer", dataKey: data };
+  const source = symlinkSource(object);
+  if (source !== undefined) return { kind: "symlink", dataKey: keys.blob(source, digest) };
+  return { kind: "bytes", dataKey: keys.blob(name, digest) };
+}
+
 /**
  * Resolves an inclusive byte range against a blob size; throws RANGE_INVALID (416) when it
  * cannot be satisfied.
@@ -118,27 +127,48 @@ export class R2Blobs {
 
   /**
    * Removes a blob from one repository. Bytes other repositories still use (through symlinks)
-   * move to one of them first, so no other repository loses anything.
+   * move to one of them first, and an assembled upload's bytes go once no pointer is left, so no
+   * other repository loses anything.
    */
   async delete(name: string, digest: string): Promise<boolean> {
     const key = keys.blob(name, digest);
     const object = await this.bucket.head(key);
     if (!object) return false;
-    const isBytes = !object.customMetadata?.[DATA_METADATA] && symlinkSource(object) === undefined;
-    if (isBytes) await this.handOver(name, digest, object);
-    else if (symlinkSource(object) !== undefined) await this.links.remove(digest, name);
+    const held = holding(object, name, digest);
+    if (held.kind === "bytes") {
+      await this.links.bury(key);
+      try {
+        await this.handOver(name, digest, object);
+        await this.bucket.delete(key);
+      } finally {
+        await this.links.unbury(key);
+      }
+      return true;
+    }
     await this.bucket.delete(key);
+    await this.links.remove(digest, name);
+    if (held.kind === "pointer") await this.release(digest, held.dataKey);
     return true;
+  }
+
+  /**
+   * Deletes an assembled upload's bytes once no repository points at them any more (after a
+   * pointer to them was removed).
+   */
+  async release(digest: string, dataKey: string): Promise<boolean> {
+    await this.links.bury(dataKey);
+    try {
+      if ((await this.links.users(digest, { dataKey })).length > 0) return false;
+      await this.bucket.delete(dataKey);
+      return true;
+    } finally {
+      await this.links.unbury(dataKey);
+    }
   }
 
   /** Gives the bytes at `<name>/blobs/<digest>` to the repositories that symlink to them. */
   private async handOver(name: string, digest: string, object: R2Object): Promise<void> {
-    const dependants: string[] = [];
-    for (const dependant of await this.links.dependants(digest)) {
-      const link = await this.bucket.head(keys.blob(dependant, digest));
-      if (link && symlinkSource(link) === name) dependants.push(dependant);
-    }
-    const [heir, ...others] = dependants;
+    const [heir, ...others] = await this.links.users(digest, { dataKey: object.key, holder: name });
     if (!heir) return;
     const bytes = await this.bucket.get(object.key);
     if (!bytes) return;
@@ -169,20 +199,33 @@ export class R2Blobs {
     if (!source) return null;
     const info = { digest: digest.value, size: source.size };
     if (await this.locate(name, digest.value)) return info;
-    if (source.holder === undefined) {
-      await this.writePointer(name, digest.value, source.dataKey, source.size);
-    } else if (source.size <= COPY_ON_MOUNT_LIMIT) {
-      const bytes = await this.bucket.get(source.dataKey);
-      if (!bytes) return null;
-      await this.put(name, digest, bytes.body, source.size);
-    } else {
-      await this.writeSymlink(name, digest.value, source.holder);
+    if (source.holder === undefined || source.size > COPY_ON_MOUNT_LIMIT) {
+      // Bytes being deleted (by a collection, or their holder's DELETE) are not mounted: the
+      // client uploads the blob instead.
+      return (await this.share(name, digest.value, source)) ? info : null;
     }
+    const bytes = await this.bucket.get(source.dataKey);
+    if (!bytes) return null;
+    await this.put(name, digest, bytes.body, source.size);
     return info;
   }
 
-  /** Publishes bytes assembled elsewhere (an upload's parts) under a digest. */
-  async writePointer(name: string, digest: string, dataKey: string, size: number): Promise<void> {
+  /**
+   * Makes `name` hold a blob whose bytes are stored elsewhere: a pointer to an assembled upload,
+   * or a symlink to the repository holding the bytes. False (and nothing written) when those bytes
+   * are being deleted.
+   */
+  async share(name: string, digest: string, source: Pick<Located, "dataKey" | "size" | "holder">): Promise<boolean> {
+    if (source.holder === undefined) await this.writePointer(name, digest, source.dataKey, source.size);
+    else await this.writeSymlink(name, digest, source.holder);
+    if (!(await this.links.doomed(source.dataKey))) return true;
+    await this.bucket.delete(keys.blob(name, digest));
+    await this.links.remove(digest, name);
+    return false;
+  }
+
+  private async writePointer(name: string, digest: string, dataKey: string, size: number): Promise<void> {
+    await this.links.add(digest, name);
     await this.bucket.put(keys.blob(name, digest), dataKey, {
       customMetadata: { [DATA_METADATA]: dataKey, size: String(size) },
     });

@@ -4,6 +4,8 @@ import { readLimited } from "../../streams";
 import { parseDigest, requireVerifiableDigest } from "../../oci/digest";
 import type { Chunk, PageRequest, RangeRequest, ReferrersRequest, Registry } from "../registry";
 import { R2Blobs } from "./blobs";
+import { R2Fence } from "./fence";
+import { collectAll, R2Collector, type CollectAllOptions, type CollectOptions } from "./gc";
 import { R2Links } from "./links";
 import { R2Listing } from "./listing";
 import { R2Manifests } from "./manifests";
@@ -23,13 +25,20 @@ export class R2Registry implements Registry {
   private readonly manifests: R2Manifests;
   private readonly listing: R2Listing;
   private readonly referrers: R2Referrers;
+  private readonly links: R2Links;
+  private readonly fence: R2Fence;
 
   private readonly partSize: number;
 
-  constructor(bucket: R2Bucket, options: { partSize?: number } = {}) {
+  constructor(
+    private readonly bucket: R2Bucket,
+    options: { partSize?: number } = {},
+  ) {
     this.partSize = options.partSize ?? DEFAULT_PART_SIZE;
     this.listing = new R2Listing(bucket);
-    this.blobs = new R2Blobs(bucket, new R2Links(bucket, () => this.listing.allRepositories()));
+    this.links = new R2Links(bucket, () => this.listing.allRepositories());
+    this.fence = new R2Fence(bucket);
+    this.blobs = new R2Blobs(bucket, this.links);
     this.uploads = new R2Uploads(bucket, this.blobs, this.partSize);
     this.referrers = new R2Referrers(bucket);
     this.manifests = new R2Manifests(bucket, this.referrers);
@@ -99,6 +108,17 @@ export class R2Registry implements Registry {
   }
   listReferrers(name: string, subject: string, page: ReferrersRequest) {
     return this.referrers.list(name, subject, page);
+  }
+
+  announce(name: string, digests: string[]) {
+    return this.fence.announce(name, digests);
+  }
+  collect(name: string, options: CollectOptions) {
+    return new R2Collector(this.bucket, this.blobs, this.links, this.fence).collect(name, options);
+  }
+  collectAll(options: CollectAllOptions) {
+    const { bucket, blobs, links, fence } = this;
+    return collectAll({ bucket, blobs, links, fence, repositories: () => this.listing.allRepositories() }, options);
   }
 }
 

@@ -15,9 +15,12 @@
  * | `_uploads/<id>/tail-<n>`             | received bytes not yet written as a multipart part        |
  * | `_uploads/<id>/data`                 | reserved (older sessions' multipart uploads)               |
  * | `_data/<id>`                         | a blob assembled from an upload's parts (R2 multipart)     |
- * | `_links/<digest>/<name>`             | `<name>` holds a symlink to another repository's blob      |
- * | `_meta/links-backfilled`             | marker: symlinks of an older bucket were indexed           |
+ * | `_links/<digest>/<name>`             | `<name>` holds the blob as a symlink or a pointer (shared) |
+ * | `_meta/links-v2-backfilled`          | marker: symlinks and pointers already stored were indexed  |
  * | `_pullthrough/tags/<name>/<tag>`     | when a tag cached from an upstream was last checked        |
+ * | `_gc/<name>/_state`                  | a garbage collection's sweep lease on the repository      |
+ * | `_gc/<name>/_intents/<id>`           | a manifest push in progress: the digests it relies on      |
+ * | `_gc/_tombstones/<data key>`         | shared bytes about to be deleted (mounts back off)         |
  *
  * A blob key holds one of three things: the bytes; a symlink (custom metadata
  * `X-Serverless-Registry-Symlink` = the repository holding the bytes, the original's mount
@@ -29,6 +32,7 @@ export const keys = {
   manifest: (name: string, reference: string) => `${name}/manifests/${reference}`,
   blobsPrefix: (name: string) => `${name}/blobs/`,
   blob: (name: string, digest: string) => `${name}/blobs/${digest}`,
+  referrersRoot: (name: string) => `${name}/_referrers/`,
   referrersPrefix: (name: string, subject: string) => `${name}/_referrers/${subject}/`,
   referrer: (name: string, subject: string, digest: string) => `${name}/_referrers/${subject}/${digest}`,
   repositoriesPrefix: "_repositories/",
@@ -41,7 +45,11 @@ export const keys = {
   data: (id: string) => `_data/${id}`,
   linksPrefix: (digest: string) => `_links/${digest}/`,
   link: (digest: string, name: string) => `_links/${digest}/${name}`,
-  linksBackfilled: "_meta/links-backfilled",
+  linksBackfilled: "_meta/links-v2-backfilled",
+  gcState: (name: string) => `_gc/${name}/_state`,
+  intentsPrefix: (name: string) => `_gc/${name}/_intents/`,
+  intent: (name: string, id: string) => `_gc/${name}/_intents/${id}`,
+  tombstone: (dataKey: string) => `_gc/_tombstones/${dataKey}`,
 };
 
 /** customMetadata key marking a mounted blob in the original's format; its value is the source repository. */

@@ -27,7 +27,7 @@ const RENEW_MS = 30 * 1000;
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 
 /** An upload session as persisted at `_uploads/<id>`. */
-interface SessionState {
+export interface SessionState {
   version: 1;
   id: string;
   name: string;
@@ -133,6 +133,8 @@ export class R2Uploads {
           detail: { expected: digest.value, actual: computed },
         });
       }
+      // The repository has the blob already (another push of the same layer won): keep that one.
+      if (computed === digest.value && (await this.blobs.locate(name, digest.value))) return { digest: digest.value, size: state.offset };
       if (state.parts.length === 0) {
         // Everything fits in one part: store it at the blob key, verified by R2 as well.
         return await this.blobs.put(name, digest, tail, tail.byteLength);
@@ -144,8 +146,10 @@ export class R2Uploads {
       const assembled = await upload.complete(parts);
       if (digest.algorithm === "sha256" && computed !== undefined && state.dataKey) {
         // Verified while it streamed in: publish the assembled bytes as they are, no copy.
-        await this.blobs.writePointer(name, digest.value, dataKey, assembled.size);
-        published = true;
+        published = await this.blobs.share(name, digest.value, { dataKey, size: assembled.size });
+        if (!published) {
+          throw new RegistryError("BLOB_UPLOAD_INVALID", "a garbage collection removed this upload's bytes as it finished; upload the blob again");
+        }
         return { digest: digest.value, size: assembled.size };
       }
       // Other algorithms (or sessions from before hashing): R2 verifies a copy.

@@ -1,0 +1,82 @@
+import type { Config } from "../config";
+import { RegistryError } from "../errors";
+import type { CollectOptions } from "../registry/r2/gc";
+import type { Registry } from "../registry/registry";
+import { nameParam, type Handler } from "./context";
+
+function invalid(message: string): RegistryError {
+  return new RegistryError("UNSUPPORTED", message, { status: 400 });
+}
+
+function flag(url: URL, key: string): boolean {
+  const value = url.searchParams.get(key);
+  if (value === null) return false;
+  if (/^(|1|true|yes)$/i.test(value)) return true;
+  if (/^(0|false|no)$/i.test(value)) return false;
+  throw invalid(`${key} must be true or false`);
+}
+
+function seconds(url: URL, key: string, fallbackMs: number): number {
+  const value = url.searchParams.get(key);
+  if (value === null) return fallbackMs;
+  if (!/^\d{1,10}$/.test(value)) throw invalid(`${key} must be a whole number of seconds`);
+  return Number(value) * 1000;
+}
+
+/** Reads `mode`, `dry_run` and `grace` (seconds) from the query, with the configured defaults. */
+function collectOptions(url: URL, config: Config): CollectOptions {
+  const mode = url.searchParams.get("mode") ?? "unreferenced";
+  if (mode !== "unreferenced" && mode !== "untagged") throw invalid("mode must be either 'unreferenced' or 'untagged'");
+  return { mode, dryRun: flag(url, "dry_run"), graceMs: seconds(url, "grace", config.gc.graceMs) };
+}
+
+function local(registry: Registry): Registry {
+  return registry.withoutUpstreams?.() ?? registry;
+}
+
+function json(value: unknown): Response {
+  return new Response(JSON.stringify(value), { status: 200, headers: { "Content-Type": "application/json; charset=utf-8" } });
+}
+
+/**
+ * `POST /v2/<name>/gc?mode=unreferenced|untagged`: garbage collection of one repository, as in
+ * serverless-registry (answers `{"success":true}`). `dry_run=true` deletes nothing and lists what
+ * would go and how many bytes that frees; `report=true` lists the same after a real run;
+ * `grace=<seconds>` overrides `GC_GRACE_PERIOD` (manifests and blobs newer than it stay).
+ *
+ * @example
+ * curl -u user:pass -X POST 'https://registry.example/v2/team/app/gc?mode=untagged&dry_run=true'
+ */
+export const collectRepository: Handler = async (request, { registry, config, url }) => {
+  const name = nameParam(request);
+  const options = collectOptions(url, config);
+  const store = local(registry);
+  if (!store.collect) throw new RegistryError("UNSUPPORTED", "this storage has no garbage collection");
+  const report = await store.collect(name, options);
+  console.log(
+    `r2-registry: gc ${name} (${options.mode}${options.dryRun ? ", dry run" : ""}): ${report.manifests.length} manifests, ${report.blobs.length} blobs, ${report.bytes} bytes`,
+  );
+  return json(options.dryRun || flag(url, "report") ? { success: true, ...report } : { success: true });
+};
+
+/**
+ * `POST /v2/_gc?mode=…`: garbage collection of every repository, then removal of abandoned
+ * uploads (`upload_age=<seconds>` overrides `GC_UPLOAD_MAX_AGE`) and of upload bytes nothing uses.
+ * Needs push access to every repository. Takes `dry_run`, `grace` and `report` as above.
+ *
+ * @example
+ * curl -u user:pass -X POST 'https://registry.example/v2/_gc?mode=unreferenced&dry_run=true'
+ */
+export const collectRegistry: Handler = async (_request, { registry, config, url, principal }) => {
+  if (principal.repositories !== undefined) {
+    throw new RegistryError("DENIED", "a registry-wide garbage collection needs access to every repository");
+  }
+  const options = { ...collectOptions(url, config), uploadMaxAgeMs: seconds(url, "upload_age", config.gc.uploadMaxAgeMs) };
+  const store = local(registry);
+  if (!store.collectAll) throw new RegistryError("UNSUPPORTED", "this storage has no garbage collection");
+  const report = await store.collectAll(options);
+  console.log(
+    `r2-registry: gc of all ${report.repositories.length} repositories (${options.mode}${options.dryRun ? ", dry run" : ""}): ${report.bytes} bytes, ${report.uploads.sessions} abandoned uploads, ${report.orphans.objects} unused upload objects`,
+  );
+  return json(options.dryRun || flag(url, "report") ? { success: true, ...report } : { success: true });
+};

@@ -1,0 +1,59 @@
+import { DATA_METADATA, keys, listAll } from "../keys";
+import type { R2Links } from "../links";
+
+/** What the sweep of assembled uploads found. */
+export interface OrphanReport {
+  /** `_data/` objects no pointer uses, deleted (or, in a dry run, that would be). */
+  objects: number;
+  bytes: number;
+}
+
+async function pointedAt(bucket: R2Bucket, repositories: () => AsyncIterable<string>): Promise<Set<string>> {
+  const used = new Set<string>();
+  for await (const name of repositories()) {
+    for await (const object of listAll(bucket, { prefix: keys.blobsPrefix(name), include: ["customMetadata"] })) {
+      const data = object.customMetadata?.[DATA_METADATA];
+      if (data) used.add(data);
+    }
+  }
+  return used;
+}
+
+/**
+ * Deletes assembled uploads (`_data/<id>`) that no repository's pointer uses and that are older
+ * than `graceMs`: bytes of uploads whose finish failed half-way, or lost a race. Reads every
+ * repository's blob keys, so it belongs to registry-wide runs. A tombstone on each candidate,
+ * then a second look at every pointer, keeps a concurrent mount from ending up on deleted bytes.
+ *
+ * @example
+ * await sweepOrphans(bucket, links, () => listing.allRepositories(), 3_600_000);
+ */
+export async function sweepOrphans(
+  bucket: R2Bucket,
+  links: R2Links,
+  repositories: () => AsyncIterable<string>,
+  graceMs: number,
+  options: { dryRun?: boolean } = {},
+): Promise<OrphanReport> {
+  const cutoff = Date.now() - graceMs;
+  let used = await pointedAt(bucket, repositories);
+  const candidates: R2Object[] = [];
+  let cursor: string | undefined;
+  do {
+    const page = await bucket.list({ prefix: "_data/", limit: 1000, ...(cursor ? { cursor } : {}) });
+    for (const object of page.objects) if (!used.has(object.key) && object.uploaded.getTime() <= cutoff) candidates.push(object);
+    cursor = page.truncated ? page.cursor : undefined;
+  } while (cursor);
+  const report: OrphanReport = { objects: 0, bytes: 0 };
+  if (candidates.length === 0) return report;
+  if (options.dryRun) return { objects: candidates.length, bytes: candidates.reduce((sum, o) => sum + o.size, 0) };
+  for (const object of candidates) await links.bury(object.key);
+  try {
+    used = await pointedAt(bucket, repositories);
+    const doomed = candidates.filter((object) => !used.has(object.key));
+    for (let i = 0; i < doomed.length; i += 1000) await bucket.delete(doomed.slice(i, i + 1000).map((o) => o.key));
+    return { objects: doomed.length, bytes: doomed.reduce((sum, o) => sum + o.size, 0) };
+  } finally {
+    for (const object of candidates) await links.unbury(object.key).catch(() => undefined);
+  }
+}
