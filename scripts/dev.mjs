@@ -11,7 +11,7 @@
 //   READONLY_USERNAME, READONLY_PASSWORD, JWT_REGISTRY_TOKENS_PUBLIC_KEY, ANONYMOUS_PULL,
 //   CORS_ORIGINS, REGISTRIES_JSON (and the password_env variables it names), REGISTRIES_TAG_TTL,
 //   REGISTRIES_TIMEOUT, PUSH_COMPATIBILITY_MODE, MAX_CHUNK_SIZE, UPLOAD_PART_SIZE, GC_MODE,
-//   GC_GRACE_PERIOD, GC_UPLOAD_MAX_AGE
+//   GC_GRACE_PERIOD, GC_UPLOAD_MAX_AGE, LOG_R2_OPERATIONS
 //                             passed to the Worker when set
 //   DEV_PROTOCOL=http         serve plain HTTP instead (clients then need their http switches)
 import { spawn } from "node:child_process";
@@ -39,6 +39,7 @@ const PASSED_THROUGH = [
   "GC_MODE",
   "GC_GRACE_PERIOD",
   "GC_UPLOAD_MAX_AGE",
+  "LOG_R2_OPERATIONS",
 ];
 
 function flag(name) {

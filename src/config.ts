@@ -31,6 +31,8 @@ export interface Config {
   pullThrough: PullThroughConfig;
   /** Garbage collection defaults (`GC_*`). */
   gc: GcConfig;
+  /** `LOG_R2_OPERATIONS=true`: log how many R2 operations of each pricing class each request made. */
+  logR2Operations: boolean;
   /** Problems found while parsing, logged once. */
   warnings: string[];
 }
@@ -117,6 +119,7 @@ export function parseConfig(env: Env): Config {
     maxChunkSize,
     uploadPartSize,
     pullThrough: parseRegistries(env, warnings),
+    logR2Operations: /^(true|1|yes)$/i.test(String(env.LOG_R2_OPERATIONS ?? "").trim()),
     gc: { mode: gcMode, graceMs: seconds("GC_GRACE_PERIOD", 3600), uploadMaxAgeMs: seconds("GC_UPLOAD_MAX_AGE", 86400) },
     warnings,
   };

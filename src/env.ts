@@ -32,5 +32,7 @@ export interface Env {
   GC_GRACE_PERIOD?: string;
   /** Seconds after which an untouched upload is abandoned and removed (default 86400). */
   GC_UPLOAD_MAX_AGE?: string;
+  /** `true` logs the R2 operations (by pricing class) each request made. */
+  LOG_R2_OPERATIONS?: string;
   [secret: string]: unknown;
 }

@@ -1,9 +1,10 @@
-import { authenticate, challengeFor, issueToken, TOKEN_PATH } from "./auth";
-import { configFor } from "./config";
+import { authenticate, challengeFor, issueToken, TOKEN_PATH, type Principal } from "./auth";
+import { configFor, type Config } from "./config";
 import { addCorsHeaders, corsPreflight } from "./cors";
 import type { Env } from "./env";
 import { errorResponse, RegistryError } from "./errors";
 import { R2Registry } from "./registry/r2";
+import { metered } from "./registry/r2/metered";
 import { ProxyRegistry, Upstream } from "./registry/proxy";
 import type { Registry } from "./registry/registry";
 import { allowedMethods, createRouter } from "./router";
@@ -32,14 +33,34 @@ async function handle(request: Request, env: Env, ctx: ExecutionContext, url: UR
   const principal = await authenticate(request, config);
   if (!isV2(url.pathname)) throw new RegistryError("NOT_FOUND", `no such endpoint: ${url.pathname}`);
   const waitUntil = (promise: Promise<unknown>) => ctx.waitUntil(promise);
-  let registry: Registry = new R2Registry(env.REGISTRY, { partSize: config.uploadPartSize });
+  // LOG_R2_OPERATIONS: count what each request costs in R2 operations, and log it.
+  const meter = config.logR2Operations ? metered(env.REGISTRY) : undefined;
+  try {
+    return await route(request, meter?.bucket ?? env.REGISTRY, config, principal, url, waitUntil);
+  } finally {
+    if (meter) {
+      const { classA, classB, free } = meter.usage;
+      console.log(`r2-registry: R2 operations for ${request.method} ${url.pathname}: class A ${classA}, class B ${classB}, free ${free}`);
+    }
+  }
+}
+
+async function route(
+  request: Request,
+  bucket: R2Bucket,
+  config: Config,
+  principal: Principal,
+  url: URL,
+  waitUntil: (promise: Promise<unknown>) => void,
+): Promise<Response> {
+  let registry: Registry = new R2Registry(bucket, { partSize: config.uploadPartSize });
   const { upstreams, tagTtl, timeoutMs } = config.pullThrough;
   if (upstreams.length > 0) {
     // Pull-through: local misses of manifests, blobs and tag lists go to the upstreams.
     registry = new ProxyRegistry(
       registry,
       upstreams.map((upstream) => new Upstream(upstream, timeoutMs)),
-      { waitUntil, bucket: env.REGISTRY, ...(tagTtl !== undefined ? { tagTtl } : {}) },
+      { waitUntil, bucket, ...(tagTtl !== undefined ? { tagTtl } : {}) },
     );
   }
   const response = await router.fetch(request, {

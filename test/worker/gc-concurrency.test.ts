@@ -1,5 +1,6 @@
 import { env } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
+import { prng, type Rng } from "../lib/prng";
 import { bodyBytes, bytesOf, call, concat, OCI_INDEX, OCI_MANIFEST, sha256, withQuery } from "./helpers";
 
 /**
@@ -11,25 +12,7 @@ import { bodyBytes, bytesOf, call, concat, OCI_INDEX, OCI_MANIFEST, sha256, with
 
 const MiB = 1024 * 1024;
 
-/** A small seeded PRNG (mulberry32). */
-function prng(seed: number) {
-  let a = seed >>> 0;
-  const next = () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-  return {
-    next,
-    int: (n: number) => Math.floor(next() * n),
-    pick: <T>(list: T[]): T => list[Math.floor(next() * list.length)]!,
-    chance: (p: number) => next() < p,
-  };
-}
 
-type Rng = ReturnType<typeof prng>;
 
 interface Blob {
   digest: string;

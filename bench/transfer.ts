@@ -1,0 +1,94 @@
+/**
+ * Push and pull of an OCI layout with skopeo against fresh instances of both registries, several
+ * runs (a fresh server each run, so no blob is already there and no client cache helps), with the
+ * peak memory of the server processes during the push and, for r2-registry, the R2 operations one
+ * push and one pull cost (`LOG_R2_OPERATIONS`).
+ */
+import { join } from "node:path";
+import { Skopeo } from "../test/e2e/lib/clients.ts";
+import { startDevServer } from "../test/e2e/lib/dev-server.ts";
+import { startDistribution } from "../test/e2e/lib/distribution.ts";
+import { removeTempDir } from "../test/e2e/lib/processes.ts";
+import { sampleMemory } from "./memory.ts";
+import { median } from "./lib.ts";
+
+export interface Operations {
+  classA: number;
+  classB: number;
+  free: number;
+  requests: number;
+}
+
+export interface Transfers {
+  /** Seconds of each run. */
+  push: number[];
+  pull: number[];
+  /** Peak RSS (bytes) of the server's processes during each push. */
+  pushMemory: number[];
+  /** R2 operations of the first push and pull (r2-registry only). */
+  ops?: { push: Operations; pull: Operations };
+}
+
+/** Sums the `R2 operations for …` lines a dev server logged after offset `from`. */
+function operations(logs: string, from: number): Operations {
+  const total: Operations = { classA: 0, classB: 0, free: 0, requests: 0 };
+  for (const m of logs.slice(from).matchAll(/R2 operations for \S+ \S+: class A (\d+), class B (\d+), free (\d+)/g)) {
+    total.classA += Number(m[1]);
+    total.classB += Number(m[2]);
+    total.free += Number(m[3]);
+    total.requests++;
+  }
+  return total;
+}
+
+/**
+ * Measures `runs` pushes and pulls of `oci:<layoutDir>:<tag>` into each registry.
+ *
+ * @example
+ * const { ours, theirs } = await measureTransfers(layout, "v1", 3, workDir);
+ */
+export async function measureTransfers(layoutDir: string, tag: string, runs: number, work: string): Promise<{ ours: Transfers; theirs: Transfers }> {
+  const ours: Transfers = { push: [], pull: [], pushMemory: [] };
+  const theirs: Transfers = { push: [], pull: [], pushMemory: [] };
+  for (let run = 0; run < runs; run++) {
+    for (const side of ["ours", "theirs"] as const) {
+      const server =
+        side === "ours"
+          ? await startDevServer({ env: { LOG_R2_OPERATIONS: "true" } })
+          : await startDistribution({ auth: false, tls: true });
+      const result = side === "ours" ? ours : theirs;
+      const skopeo = new Skopeo(join(work, `skopeo-${side}-${run}`));
+      const creds = server.username ? ["--dest-creds", `${server.username}:${server.password}`] : ["--dest-no-creds"];
+      const pulled = join(work, `pulled-${side}-${run}`);
+      try {
+        const memory = sampleMemory(server.process.child.pid!, side === "ours" ? /workerd/ : /registry/);
+        let mark = server.logs().length;
+        let t = performance.now();
+        await skopeo.run(["copy", "--preserve-digests", "--dest-tls-verify=false", ...creds, `oci:${layoutDir}:${tag}`, `docker://${server.host}/bench/image:${tag}`], { timeoutMs: 1_800_000 });
+        result.push.push((performance.now() - t) / 1000);
+        result.pushMemory.push(memory.stop());
+        // Requests are logged as they end: give the last lines a moment.
+        await new Promise((resolve) => setTimeout(resolve, 500));
+        const pushOps = operations(server.logs(), mark);
+        mark = server.logs().length;
+        t = performance.now();
+        const srcCreds = creds.map((c) => c.replace("--dest-", "--src-"));
+        await skopeo.run(["copy", "--preserve-digests", "--src-tls-verify=false", ...srcCreds, `docker://${server.host}/bench/image:${tag}`, `oci:${pulled}:${tag}`], { timeoutMs: 1_800_000 });
+        result.pull.push((performance.now() - t) / 1000);
+        // Requests are logged as they end: give the last lines a moment.
+        await new Promise((resolve) => setTimeout(resolve, 500));
+        if (side === "ours" && run === 0) ours.ops = { push: pushOps, pull: operations(server.logs(), mark) };
+      } finally {
+        removeTempDir(pulled);
+        await server.stop();
+      }
+    }
+  }
+  return { ours, theirs };
+}
+
+/** "12.3 s (91 MB/s)": the median of the runs. */
+export function rate(seconds: number[], bytes: number): string {
+  const s = median(seconds);
+  return `${s.toFixed(1)} s (${(bytes / 1e6 / s).toFixed(0)} MB/s)`;
+}
