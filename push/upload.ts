@@ -40,10 +40,11 @@ export interface UploadOptions {
 export const DEFAULT_CHUNK = 100_000_000;
 
 /**
- * How long to keep polling a session that answers 416 "busy" before starting the blob over: a bit
- * more than r2-registry's session lease (10 min), after which the registry lets go of it.
+ * How long to keep polling a session that answers 416 "busy" before starting the blob over: twice
+ * r2-registry's session lease (60 s, renewed while a chunk streams), after which the registry has
+ * let go of a session whose writer vanished.
  */
-const BUSY_LIMIT_MS = 11 * 60 * 1000;
+const BUSY_LIMIT_MS = 2 * 60 * 1000;
 
 /** A blob that could not be pushed, with the last error. */
 export class BlobPushError extends Error {

@@ -1,7 +1,8 @@
 /**
  * A 1.1 GiB single-layer image through real clients: skopeo pushes it (one streamed PATCH) and
  * copies it back; docker pulls it and pushes it again (docker compresses it and sends one big
- * PATCH) to a second registry; the push tool sends it in 100 MB chunks. Every digest is checked.
+ * PATCH) to a second registry; the push tool sends it in 100 MB chunks and skopeo copies that
+ * back. Every digest is checked.
  * Set E2E_SKIP_BIG=1 to leave this file out (it moves several GiB through the disk).
  */
 import { existsSync, readFileSync, statSync } from "node:fs";
@@ -52,6 +53,24 @@ describe.skipIf(process.env.E2E_SKIP_BIG === "1")(`a 1.1 GiB layer against ${tar
     expect(headerValue(head, "docker-content-digest")).toBe(digest);
   }
 
+  /** skopeo copies `repo:v1` back into a layout (verifying every blob's digest as it goes). */
+  async function copyBack(reg: TestRegistry, repo: string, label: string) {
+    const back = join(work!, `back-${repo.replace("/", "-")}`);
+    await timed(label, () =>
+      skopeo.run(
+        ["copy", "--preserve-digests", "--src-tls-verify=false", "--src-creds", `${reg.username}:${reg.password}`,
+          `docker://${reg.host}/${repo}:v1`, `oci:${back}:v1`],
+        { redact: [reg.password], timeoutMs: 900_000 },
+      ),
+    );
+    const layerFile = join(back, "blobs", "sha256", big.layer.digest.slice(7));
+    expect(existsSync(layerFile)).toBe(true);
+    expect(statSync(layerFile).size).toBe(big.layer.size);
+    const index = JSON.parse(readFileSync(join(back, "index.json"), "utf8")) as { manifests: { digest: string }[] };
+    expect(index.manifests[0]?.digest).toBe(big.manifest.digest);
+    removeTempDir(back);
+  }
+
   it("skopeo pushes it in one PATCH, and copies it back with every digest unchanged", { timeout: 1_800_000 }, async () => {
     const reg = a!;
     await timed("skopeo push", () =>
@@ -65,20 +84,7 @@ describe.skipIf(process.env.E2E_SKIP_BIG === "1")(`a 1.1 GiB layer against ${tar
     const manifest = await reg.client.manifest("big/skopeo", "v1", [OCI_MANIFEST], "HEAD");
     expect(headerValue(manifest, "docker-content-digest")).toBe(big.manifest.digest);
 
-    const back = join(work!, "back");
-    await timed("skopeo pull", () =>
-      skopeo.run(
-        ["copy", "--preserve-digests", "--src-tls-verify=false", "--src-creds", `${reg.username}:${reg.password}`,
-          `docker://${reg.host}/big/skopeo:v1`, `oci:${back}:v1`],
-        { redact: [reg.password], timeoutMs: 900_000 },
-      ),
-    );
-    // skopeo verifies every blob's digest as it copies; the layout then holds the same blobs.
-    const layerFile = join(back, "blobs", "sha256", big.layer.digest.slice(7));
-    expect(existsSync(layerFile)).toBe(true);
-    expect(statSync(layerFile).size).toBe(big.layer.size);
-    const index = JSON.parse(readFileSync(join(back, "index.json"), "utf8")) as { manifests: { digest: string }[] };
-    expect(index.manifests[0]?.digest).toBe(big.manifest.digest);
+    await copyBack(reg, "big/skopeo", "skopeo pull");
   });
 
   it("docker pulls it, then pushes it in one big PATCH to another registry, and pulls that back", { timeout: 1_800_000 }, async () => {
@@ -107,7 +113,7 @@ describe.skipIf(process.env.E2E_SKIP_BIG === "1")(`a 1.1 GiB layer against ${tar
     await timed("docker pull (of docker's push)", () => dockerd!.docker(["pull", `${dst.host}/big/docker@${pushed}`], { timeoutMs: 900_000 }));
   });
 
-  it.skipIf(!existsSync(join(REPO_ROOT, "push", "cli.ts")))("the push tool pushes it in 100 MB chunks", { timeout: 1_800_000 }, async () => {
+  it.skipIf(!existsSync(join(REPO_ROOT, "push", "cli.ts")))("the push tool pushes it in 100 MB chunks, and it copies back unchanged", { timeout: 1_800_000 }, async () => {
     const reg = a!;
     await timed("push tool", () =>
       run(process.execPath, [join(REPO_ROOT, "push", "cli.ts"), "--source", `oci:${big.layoutDir}:${big.tag}`,
@@ -117,5 +123,6 @@ describe.skipIf(process.env.E2E_SKIP_BIG === "1")(`a 1.1 GiB layer against ${tar
     const manifest = await reg.client.manifest("big/tool", "v1", [OCI_MANIFEST], "HEAD");
     expect(headerValue(manifest, "docker-content-digest")).toBe(big.manifest.digest);
     await expectBlob(reg.client, "big/tool", big.layer.digest, big.layer.size);
+    await copyBack(reg, "big/tool", "skopeo pull (of the push tool's push)");
   });
 });

@@ -3,8 +3,8 @@
  * image and a two-platform index are pushed there with skopeo under `mirror/…`; our dev server is
  * started with REGISTRIES_JSON pointing at `<upstream>/mirror` (a path prefix) with Basic
  * credentials from a secret named by `password_env`. skopeo copies everything out through our
- * registry (verifying every digest); then the upstream is stopped and the same pulls are served
- * from the cache.
+ * registry (verifying every digest), after docker pulled the image and the index through it; then
+ * the upstream is stopped and the same pulls are served from the cache.
  *
  * (scripts/dev.mjs passes the variables REGISTRIES_JSON names with password_env to the Worker.)
  */
@@ -24,6 +24,7 @@ const PASSWORD_ENV = "UPSTREAM_PASSWORD";
 describe("pull-through from distribution 2.8 (Basic auth, path prefix)", () => {
   let upstream: RunningDistribution | undefined;
   let ours: RunningDevServer | undefined;
+  let dockerd: Dockerd | undefined;
   let work: string | undefined;
   let fx: Fixtures;
   let skopeo: Skopeo;
@@ -47,19 +48,37 @@ describe("pull-through from distribution 2.8 (Basic auth, path prefix)", () => {
     const target = { host: up().host, username: up().username!, password: up().password! };
     await skopeoPush(skopeo, target, fx.layoutDir, fx.tags.layered, "mirror/app");
     await skopeoPush(skopeo, target, fx.layoutDir, fx.tags.multiarch, "mirror/multi");
-    ours = await startDevServer({
-      env: {
-        REGISTRIES_JSON: JSON.stringify([{ registry: `${up().url}/mirror`, username: up().username, password_env: PASSWORD_ENV }]),
-        [PASSWORD_ENV]: up().password,
-      },
-    });
+    [ours, dockerd] = await Promise.all([
+      startDevServer({
+        env: {
+          REGISTRIES_JSON: JSON.stringify([{ registry: `${up().url}/mirror`, username: up().username, password_env: PASSWORD_ENV }]),
+          [PASSWORD_ENV]: up().password,
+        },
+      }),
+      startDockerd(),
+    ]);
+    const login = await dockerd.docker(["login", "-u", ours.username, "--password-stdin", ours.host], { input: `${ours.password}\n` });
+    expect(login.stdout).toContain("Login Succeeded");
   });
-  afterAll(() => cleanupAll([() => ours?.stop(), () => upstream?.stop(), () => removeTempDir(work)]));
+  afterAll(() => cleanupAll([() => dockerd?.stop(), () => ours?.stop(), () => upstream?.stop(), () => removeTempDir(work)]));
+
+  /** docker pull through our registry; answers the image's RepoDigests. */
+  async function dockerPull(repo: string, tag: string): Promise<string[]> {
+    const image = `${reg().host}/${repo}:${tag}`;
+    await dockerd!.docker(["pull", image], { timeoutMs: 300_000 });
+    const digests = JSON.parse((await dockerd!.docker(["image", "inspect", "--format", "{{json .RepoDigests}}", image])).stdout) as string[];
+    await dockerd!.docker(["rmi", image]);
+    return digests;
+  }
 
   it("pulls an image and an index through, then serves them from the cache with the upstream stopped", async () => {
     try {
       for (const round of ["through", "cached"]) {
         if (round === "cached") await up().stop();
+        // docker first, so that in the first round it is the one that goes to the upstream.
+        expect(await dockerPull("app", fx.tags.layered)).toContain(`${reg().host}/app@${fx.digests.layered.root}`);
+        expect(await dockerPull("multi", fx.tags.multiarch)).toContain(`${reg().host}/multi@${fx.digests.multiarch.root}`);
+
         const image = join(work!, `image-${round}`);
         await pull("app", fx.tags.layered, image);
         expect(readOciLayout(image, fx.tags.layered)).toMatchObject(fx.digests.layered);

@@ -297,4 +297,28 @@ describe("push tool against the dev server", () => {
     expect(bad.code).toBe(1);
     expect(bad.stderr).toMatch(/refused to log in: the token was refused/);
   });
+
+  it("draws bars on a terminal and writes plain lines otherwise", async () => {
+    // On a terminal (script(1) gives the tool a pseudo-terminal): bars redrawn in place.
+    const cli = [process.execPath, PUSH_CLI, "-s", `oci:${layout}:small`, ...viaTls("e2e/push/tty:v1")].join(" ");
+    const tty = await run("script", ["-qec", cli, "/dev/null"], {
+      allowFailure: true,
+      timeoutMs: 180_000,
+      env: { REGISTRY_USERNAME: srv().username, REGISTRY_PASSWORD: srv().password, REGISTRY_TOKEN: undefined, COLUMNS: "120" },
+      redact: [srv().password],
+    });
+    expectSuccess(tty);
+    expect(tty.stdout).toMatch(/total \(\d\/3 blobs\)\s+\[[#-]+\]/);
+    expect(tty.stdout).toContain("\x1b[");
+    expect(tty.stdout).toMatch(new RegExp(`pushed ${small.layers[0]!.digest.slice(0, 19)}`));
+
+    // Into a pipe: one line per event, no escape codes.
+    const lines = await push(["-s", `oci:${layout}:small`, ...viaTls("e2e/push/lines:v1")]);
+    expectSuccess(lines);
+    expect(lines.stderr).not.toContain("\x1b[");
+    for (const layer of small.layers) {
+      expect(lines.stderr).toContain(`pushing ${layer.digest.slice(0, 19)}`);
+      expect(lines.stderr).toMatch(new RegExp(`pushed ${layer.digest.slice(0, 19)}.* in [\\d.]+ s`));
+    }
+  });
 });
