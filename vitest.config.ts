@@ -15,10 +15,12 @@ const node = { environment: "node", testTimeout: 300_000, hookTimeout: 300_000, 
 export default defineConfig({
   test: {
     projects: [
-      { plugins: [workerPool()], test: { name: "worker", include: ["test/worker/**/*.test.ts"] } },
-      { test: { name: "e2e", include: ["test/e2e/**/*.test.ts"], ...node } },
-      { plugins: [workerPool()], test: { name: "robustness", include: ["test/robustness/*.test.ts"] } },
-      { test: { name: "robustness-e2e", include: ["test/robustness/e2e/**/*.test.ts"], ...node } },
+      { plugins: [workerPool()], test: { name: "worker", include: ["test/worker/**/*.test.ts"], sequence: { groupOrder: 0 } } },
+      { test: { name: "e2e", include: ["test/e2e/**/*.test.ts"], ...node, sequence: { groupOrder: 0 } } },
+      { plugins: [workerPool()], test: { name: "robustness", include: ["test/robustness/*.test.ts"], sequence: { groupOrder: 0 } } },
+      // After the others: its fuzzer, eight concurrent clients and SIGKILL mid-push should not
+      // share the two cores with the end-to-end suite's multi-GiB pushes.
+      { test: { name: "robustness-e2e", include: ["test/robustness/e2e/**/*.test.ts"], ...node, sequence: { groupOrder: 1 } } },
     ],
   },
 });

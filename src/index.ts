@@ -32,15 +32,24 @@ async function handle(request: Request, env: Env, ctx: ExecutionContext, url: UR
   if (url.pathname === TOKEN_PATH && config.anonymousPull && request.method === "GET") return issueToken(request, config);
   const principal = await authenticate(request, config);
   if (!isV2(url.pathname)) throw new RegistryError("NOT_FOUND", `no such endpoint: ${url.pathname}`);
-  const waitUntil = (promise: Promise<unknown>) => ctx.waitUntil(promise);
-  // LOG_R2_OPERATIONS: count what each request costs in R2 operations, and log it.
+  // LOG_R2_OPERATIONS: count what each request costs in R2 operations, and log it, including the
+  // work it leaves to waitUntil (e.g. a pull-through copy), once that is done too.
   const meter = config.logR2Operations ? metered(env.REGISTRY) : undefined;
+  const background: Promise<unknown>[] = [];
+  const waitUntil = (promise: Promise<unknown>) => {
+    if (meter) background.push(promise);
+    ctx.waitUntil(promise);
+  };
   try {
     return await route(request, meter?.bucket ?? env.REGISTRY, config, principal, url, waitUntil);
   } finally {
     if (meter) {
-      const { classA, classB, free } = meter.usage;
-      console.log(`r2-registry: R2 operations for ${request.method} ${url.pathname}: class A ${classA}, class B ${classB}, free ${free}`);
+      const log = () => {
+        const { classA, classB, free } = meter.usage;
+        console.log(`r2-registry: R2 operations for ${request.method} ${url.pathname}: class A ${classA}, class B ${classB}, free ${free}`);
+      };
+      if (background.length === 0) log();
+      else ctx.waitUntil(Promise.allSettled(background).then(log));
     }
   }
 }

@@ -3,8 +3,11 @@
  * r2-registry, with no hashing, no sessions and no checks. `pnpm bench baseline` runs it beside
  * r2-registry to show what the local R2 simulator itself costs in time and memory.
  *
- * POST /upload            → 202, Location: /upload/<uploadId>?part=1
- * PATCH <location>        → 202, Location: the next part number (the body is cut into parts)
+ * POST /upload      → 202, Location: /upload/<uploadId>?part=1
+ * PATCH <location>  → 202, Location: the next part number; the body is cut into 16 MiB parts
+ *                     (send multiples of 16 MiB but for the last), answers their etags as JSON
+ * PUT <location>    → 201 once the parts (the JSON of every PATCH, concatenated) are completed
+ * GET /blob         → the object, streamed from R2
  */
 const PART = 16 * 1024 * 1024;
 
@@ -19,6 +22,7 @@ async function patch(request: Request, env: Env, url: URL): Promise<Response> {
   const reader = request.body!.getReader();
   let buffer = new Uint8Array(PART);
   let filled = 0;
+  const parts: R2UploadedPart[] = [];
   for (;;) {
     const { done, value } = await reader.read();
     for (let offset = 0; value && offset < value.length; ) {
@@ -27,15 +31,22 @@ async function patch(request: Request, env: Env, url: URL): Promise<Response> {
       filled += n;
       offset += n;
       if (filled === PART) {
-        await upload.uploadPart(part++, buffer);
+        parts.push(await upload.uploadPart(part++, buffer));
         buffer = new Uint8Array(PART);
         filled = 0;
       }
     }
     if (done) break;
   }
-  if (filled > 0) await upload.uploadPart(part++, buffer.subarray(0, filled));
-  return new Response(null, { status: 202, headers: { location: `/upload/${encodeURIComponent(id)}?part=${part}` } });
+  if (filled > 0) parts.push(await upload.uploadPart(part++, buffer.subarray(0, filled)));
+  return Response.json(parts, { status: 202, headers: { location: `/upload/${encodeURIComponent(id)}?part=${part}` } });
+}
+
+async function complete(request: Request, env: Env, url: URL): Promise<Response> {
+  const id = decodeURIComponent(url.pathname.slice("/upload/".length));
+  const parts = (await request.json()) as R2UploadedPart[];
+  await env.BUCKET.resumeMultipartUpload("baseline", id).complete(parts);
+  return new Response(null, { status: 201 });
 }
 
 export default {
@@ -46,6 +57,11 @@ export default {
       return new Response(null, { status: 202, headers: { location: `/upload/${encodeURIComponent(upload.uploadId)}?part=1` } });
     }
     if (request.method === "PATCH") return patch(request, env, url);
+    if (request.method === "PUT") return complete(request, env, url);
+    if (request.method === "GET" && url.pathname === "/blob") {
+      const object = await env.BUCKET.get("baseline");
+      return object ? new Response(object.body, { headers: { "content-length": String(object.size) } }) : new Response("not found", { status: 404 });
+    }
     return new Response("not found", { status: 404 });
   },
 };

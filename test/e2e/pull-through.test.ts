@@ -48,7 +48,7 @@ describe("pull-through from distribution 2.8 (Basic auth, path prefix)", () => {
     const target = { host: up().host, username: up().username!, password: up().password! };
     await skopeoPush(skopeo, target, fx.layoutDir, fx.tags.layered, "mirror/app");
     await skopeoPush(skopeo, target, fx.layoutDir, fx.tags.multiarch, "mirror/multi");
-    [ours, dockerd] = await Promise.all([
+    const [server, daemon] = await Promise.allSettled([
       startDevServer({
         env: {
           REGISTRIES_JSON: JSON.stringify([{ registry: `${up().url}/mirror`, username: up().username, password_env: PASSWORD_ENV }]),
@@ -57,7 +57,12 @@ describe("pull-through from distribution 2.8 (Basic auth, path prefix)", () => {
       }),
       startDockerd(),
     ]);
-    const login = await dockerd.docker(["login", "-u", ours.username, "--password-stdin", ours.host], { input: `${ours.password}\n` });
+    // Keep whichever started, so that afterAll stops it even if the other failed.
+    if (server.status === "fulfilled") ours = server.value;
+    if (daemon.status === "fulfilled") dockerd = daemon.value;
+    if (server.status === "rejected") throw server.reason;
+    if (daemon.status === "rejected") throw daemon.reason;
+    const login = await dockerd!.docker(["login", "-u", reg().username, "--password-stdin", reg().host], { input: `${reg().password}\n` });
     expect(login.stdout).toContain("Login Succeeded");
   });
   afterAll(() => cleanupAll([() => dockerd?.stop(), () => ours?.stop(), () => upstream?.stop(), () => removeTempDir(work)]));

@@ -300,7 +300,8 @@ describe("push tool against the dev server", () => {
 
   it("draws bars on a terminal and writes plain lines otherwise", async () => {
     // On a terminal (script(1) gives the tool a pseudo-terminal): bars redrawn in place.
-    const cli = [process.execPath, PUSH_CLI, "-s", `oci:${layout}:small`, ...viaTls("e2e/push/tty:v1")].join(" ");
+    const quote = (arg: string) => `'${arg.replaceAll("'", "'\\''")}'`;
+    const cli = [process.execPath, PUSH_CLI, "-s", `oci:${layout}:small`, ...viaTls("e2e/push/tty:v1")].map(quote).join(" ");
     const tty = await run("script", ["-qec", cli, "/dev/null"], {
       allowFailure: true,
       timeoutMs: 180_000,

@@ -486,6 +486,19 @@ describe("pull-through caching", () => {
     expect((await keysUnder(`${local}/blobs/`)).length).toBe(1);
   });
 
+  it("LOG_R2_OPERATIONS counts the copy a pull leaves to finish in the background", async () => {
+    const local = uniqueName("metered");
+    const img = await image(43);
+    routes["https://up.example"] = fakeRegistry({ repo: local, image: img });
+    const log = vi.spyOn(console, "log").mockImplementation(() => undefined);
+    const res = await pull(`/v2/${local}/blobs/${img.layer.digest}`, JSON.stringify([{ registry: "https://up.example" }]), { LOG_R2_OPERATIONS: "true" });
+    expect(await sha256(await bodyBytes(res))).toBe(img.layer.digest);
+    const line = log.mock.calls.map(([message]) => String(message)).find((m) => m.includes(`R2 operations for GET /v2/${local}/blobs/`));
+    expect(line).toBeDefined();
+    // The local miss is a read; the put of the cached copy happens after the answer.
+    expect(Number(/class A (\d+)/.exec(line!)?.[1]), line).toBeGreaterThan(0);
+  });
+
   it("keeps a cached tag for good by default, even when it moves upstream", async () => {
     const local = uniqueName("ttl");
     const [v1, v2] = [await image(43), await image(44)];

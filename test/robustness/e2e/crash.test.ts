@@ -68,7 +68,9 @@ describe("a crash in the middle of pushes", () => {
     // by a part (16 MiB) or more, but before both 40 MB layers are in.
     const baseline = dirSize(stateDir);
     for (let i = 0; i < 600 && dirSize(stateDir) - baseline < 20 * 1024 * 1024; i++) await sleep(50);
+    const grown = dirSize(stateDir) - baseline;
     killHard(server.process.pid!);
+    expect(grown, "the big uploads had not started when the server was killed").toBeGreaterThanOrEqual(20 * 1024 * 1024);
     const outcomes = await Promise.all(inFlight);
     expect(outcomes).toContain("failed");
     await server.stop();
