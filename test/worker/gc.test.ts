@@ -406,6 +406,17 @@ describe("registry-wide hygiene", () => {
     expect(await readsBack(name, used)).toBe(true);
   });
 
+  it("keeps the bytes of an upload published before its repository's first manifest", async () => {
+    // The repository is not in the catalog yet (that comes with a manifest): only the links index
+    // knows its pointer. Found by the concurrency test: the manifest pushed next referenced a blob
+    // whose bytes were gone.
+    const name = uniqueName("early");
+    const digest = await pushBlob(name, bytesOf(11 * MiB, 17));
+    expect(await env.REGISTRY.head(`_repositories/${name}`)).toBeNull();
+    await collectAll("grace=0");
+    expect(await readsBack(name, digest)).toBe(true);
+  });
+
   it("runs from a cron trigger with the configured mode, grace period and upload age", async () => {
     const name = uniqueName("cron");
     const image = await pushImage(name, "v1", 17);

@@ -1,4 +1,6 @@
 import { DATA_METADATA, keys, listAll } from "../keys";
+
+const LINKS_PREFIX = "_links/";
 import type { R2Links } from "../links";
 
 /** What the sweep of assembled uploads found. */
@@ -8,6 +10,12 @@ export interface OrphanReport {
   bytes: number;
 }
 
+/**
+ * The `_data/` keys pointers use: those of every catalogued repository, and those the links index
+ * names. A repository enters the catalog with its first manifest, so a pointer published before
+ * that (an upload finishing ahead of its manifest) is found through `_links/` only; `share()`
+ * indexes a pointer before it writes it.
+ */
 async function pointedAt(bucket: R2Bucket, repositories: () => AsyncIterable<string>): Promise<Set<string>> {
   const used = new Set<string>();
   for await (const name of repositories()) {
@@ -16,6 +24,20 @@ async function pointedAt(bucket: R2Bucket, repositories: () => AsyncIterable<str
       if (data) used.add(data);
     }
   }
+  let cursor: string | undefined;
+  do {
+    // Flat: repository names in link keys have slashes.
+    const page = await bucket.list({ prefix: LINKS_PREFIX, limit: 1000, ...(cursor ? { cursor } : {}) });
+    for (const link of page.objects) {
+      const rest = link.key.slice(LINKS_PREFIX.length);
+      const slash = rest.indexOf("/");
+      if (slash < 0) continue;
+      const pointer = await bucket.head(keys.blob(rest.slice(slash + 1), rest.slice(0, slash)));
+      const data = pointer?.customMetadata?.[DATA_METADATA];
+      if (data) used.add(data);
+    }
+    cursor = page.truncated ? page.cursor : undefined;
+  } while (cursor);
   return used;
 }
 
