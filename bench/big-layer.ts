@@ -88,7 +88,6 @@ try {
     ["one PATCH of the layer", `${a.patch.toFixed(1)} s`, `${b.patch.toFixed(1)} s`, ratio(a.patch, b.patch)],
     ["closing PUT", `${a.put.toFixed(0)} ms`, `${b.put.toFixed(0)} ms`, ratio(a.put, b.put)],
     ["peak RSS during the skopeo push", mib(median(ours.pushMemory)), mib(median(theirs.pushMemory)), ratio(median(ours.pushMemory), median(theirs.pushMemory))],
-    ["peak RSS during PATCH + PUT", mib(a.memory), mib(b.memory), ratio(a.memory, b.memory)],
   ]);
   const gib = (CHUNKED_BYTES / 2 ** 30).toFixed(1);
   table(`memory while layers stream in (RSS of workerd, which also runs the local R2 simulator, vs registry)`, ["", "r2-registry", "distribution 2.8", "ratio"], [

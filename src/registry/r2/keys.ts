@@ -43,6 +43,7 @@ export const keys = {
   uploadTail: (id: string, serial: number) => `_uploads/${id}/tail-${serial}`,
   uploadData: (id: string) => `_uploads/${id}/data`,
   data: (id: string) => `_data/${id}`,
+  linksRoot: "_links/",
   linksPrefix: (digest: string) => `_links/${digest}/`,
   link: (digest: string, name: string) => `_links/${digest}/${name}`,
   linksBackfilled: "_meta/links-v2-backfilled",
@@ -64,20 +65,22 @@ export function lastSegment(key: string): string {
 }
 
 /**
- * Lists every key under a prefix (one level: `delimiter` "/"), page by page.
+ * Lists every key under a prefix, page by page: one level (`delimiter` "/"), or with `flat` every
+ * key below it, nested ones included.
  *
  * @example
  * for await (const object of listAll(bucket, { prefix: "repo/blobs/" })) console.log(object.key);
+ * for await (const object of listAll(bucket, { prefix: "_links/", flat: true })) console.log(object.key);
  */
 export async function* listAll(
   bucket: R2Bucket,
-  options: { prefix: string; startAfter?: string; include?: ("customMetadata" | "httpMetadata")[] },
+  options: { prefix: string; flat?: boolean; startAfter?: string; include?: ("customMetadata" | "httpMetadata")[] },
 ): AsyncGenerator<R2Object> {
   let cursor: string | undefined;
   do {
     const page = await bucket.list({
       prefix: options.prefix,
-      delimiter: "/",
+      ...(options.flat ? {} : { delimiter: "/" }),
       limit: 1000,
       ...(cursor ? { cursor } : options.startAfter ? { startAfter: options.startAfter } : {}),
       ...(options.include ? { include: options.include } : {}),

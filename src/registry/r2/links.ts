@@ -30,13 +30,23 @@ export class R2Links {
     await this.backfill();
     const prefix = keys.linksPrefix(digest);
     const names: string[] = [];
-    let cursor: string | undefined;
-    do {
-      const page = await this.bucket.list({ prefix, limit: 1000, ...(cursor ? { cursor } : {}) });
-      for (const object of page.objects) names.push(object.key.slice(prefix.length));
-      cursor = page.truncated ? page.cursor : undefined;
-    } while (cursor);
+    // Flat: repository names have slashes.
+    for await (const object of listAll(this.bucket, { prefix, flat: true })) names.push(object.key.slice(prefix.length));
     return names;
+  }
+
+  /**
+   * Every indexed symlink and pointer: which repository holds which digest through shared bytes.
+   * A repository is in the catalog only once it has a manifest; this index has it from its first
+   * shared blob on.
+   */
+  async *entries(): AsyncGenerator<{ digest: string; name: string }> {
+    await this.backfill();
+    for await (const object of listAll(this.bucket, { prefix: keys.linksRoot, flat: true })) {
+      const rest = object.key.slice(keys.linksRoot.length);
+      const slash = rest.indexOf("/");
+      if (slash > 0) yield { digest: rest.slice(0, slash), name: rest.slice(slash + 1) };
+    }
   }
 
   /**

@@ -1,4 +1,4 @@
-import { keys, lastSegment } from "../keys";
+import { keys, lastSegment, listAll } from "../keys";
 import type { SessionState } from "../uploads";
 
 /** What a cleanup of abandoned uploads removed. */
@@ -10,15 +10,6 @@ export interface AbandonedReport {
 }
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}(-helper)?$/;
-
-async function* listFlat(bucket: R2Bucket, prefix: string, delimiter?: string): AsyncGenerator<R2Object> {
-  let cursor: string | undefined;
-  do {
-    const page = await bucket.list({ prefix, limit: 1000, ...(delimiter ? { delimiter } : {}), ...(cursor ? { cursor } : {}) });
-    for (const object of page.objects) yield object;
-    cursor = page.truncated ? page.cursor : undefined;
-  } while (cursor);
-}
 
 /**
  * Removes uploads nobody touched for `maxAgeMs`: this registry's sessions (aborting their R2
@@ -40,7 +31,7 @@ export async function removeAbandonedUploads(
   const doomed: string[] = [];
   const sessions = new Map<string, R2Object>();
   const tails: R2Object[] = [];
-  for await (const object of listFlat(bucket, keys.uploadsPrefix)) {
+  for await (const object of listAll(bucket, { prefix: keys.uploadsPrefix, flat: true })) {
     const rest = object.key.slice(keys.uploadsPrefix.length);
     if (rest.includes("/")) tails.push(object);
     else sessions.set(rest, object);
@@ -82,14 +73,14 @@ export async function removeAbandonedUploads(
   }
   // serverless-registry's upload records and root-level upload objects.
   for await (const name of repositories) {
-    for await (const object of listFlat(bucket, `${name}/uploads/`, "/")) {
+    for await (const object of listAll(bucket, { prefix: `${name}/uploads/` })) {
       if (now - object.uploaded.getTime() >= maxAgeMs) {
         doomed.push(object.key);
         report.objects++;
       }
     }
   }
-  for await (const object of listFlat(bucket, "", "/")) {
+  for await (const object of listAll(bucket, { prefix: "" })) {
     if (UUID.test(lastSegment(object.key)) && now - object.uploaded.getTime() >= maxAgeMs) {
       doomed.push(object.key);
       report.objects++;

@@ -1,6 +1,4 @@
 import { DATA_METADATA, keys, listAll } from "../keys";
-
-const LINKS_PREFIX = "_links/";
 import type { R2Links } from "../links";
 
 /** What the sweep of assembled uploads found. */
@@ -13,10 +11,10 @@ export interface OrphanReport {
 /**
  * The `_data/` keys pointers use: those of every catalogued repository, and those the links index
  * names. A repository enters the catalog with its first manifest, so a pointer published before
- * that (an upload finishing ahead of its manifest) is found through `_links/` only; `share()`
+ * that (an upload finishing ahead of its manifest) is found through the index only; `share()`
  * indexes a pointer before it writes it.
  */
-async function pointedAt(bucket: R2Bucket, repositories: () => AsyncIterable<string>): Promise<Set<string>> {
+async function pointedAt(bucket: R2Bucket, links: R2Links, repositories: () => AsyncIterable<string>): Promise<Set<string>> {
   const used = new Set<string>();
   for await (const name of repositories()) {
     for await (const object of listAll(bucket, { prefix: keys.blobsPrefix(name), include: ["customMetadata"] })) {
@@ -24,20 +22,10 @@ async function pointedAt(bucket: R2Bucket, repositories: () => AsyncIterable<str
       if (data) used.add(data);
     }
   }
-  let cursor: string | undefined;
-  do {
-    // Flat: repository names in link keys have slashes.
-    const page = await bucket.list({ prefix: LINKS_PREFIX, limit: 1000, ...(cursor ? { cursor } : {}) });
-    for (const link of page.objects) {
-      const rest = link.key.slice(LINKS_PREFIX.length);
-      const slash = rest.indexOf("/");
-      if (slash < 0) continue;
-      const pointer = await bucket.head(keys.blob(rest.slice(slash + 1), rest.slice(0, slash)));
-      const data = pointer?.customMetadata?.[DATA_METADATA];
-      if (data) used.add(data);
-    }
-    cursor = page.truncated ? page.cursor : undefined;
-  } while (cursor);
+  for await (const { digest, name } of links.entries()) {
+    const data = (await bucket.head(keys.blob(name, digest)))?.customMetadata?.[DATA_METADATA];
+    if (data) used.add(data);
+  }
   return used;
 }
 
@@ -58,7 +46,7 @@ export async function sweepOrphans(
   options: { dryRun?: boolean } = {},
 ): Promise<OrphanReport> {
   const cutoff = Date.now() - graceMs;
-  let used = await pointedAt(bucket, repositories);
+  let used = await pointedAt(bucket, links, repositories);
   const candidates: R2Object[] = [];
   let cursor: string | undefined;
   do {
@@ -71,7 +59,7 @@ export async function sweepOrphans(
   if (options.dryRun) return { objects: candidates.length, bytes: candidates.reduce((sum, o) => sum + o.size, 0) };
   for (const object of candidates) await links.bury(object.key);
   try {
-    used = await pointedAt(bucket, repositories);
+    used = await pointedAt(bucket, links, repositories);
     const doomed = candidates.filter((object) => !used.has(object.key));
     for (let i = 0; i < doomed.length; i += 1000) await bucket.delete(doomed.slice(i, i + 1000).map((o) => o.key));
     return { objects: doomed.length, bytes: doomed.reduce((sum, o) => sum + o.size, 0) };
