@@ -14,7 +14,7 @@ console.log("machine:");
 console.log(`  ${cpus().length} × ${cpus()[0]?.model ?? "?"}, ${(totalmem() / 2 ** 30).toFixed(0)} GiB, Linux ${release()}`);
 console.log(`  node ${process.version}, ${version("npx", "wrangler", "--version")}, ${version("skopeo", "--version")}`);
 console.log(`  distribution: ${version("/usr/bin/docker-registry", "--version")}, ${version("wrk", "--version") || "wrk"}`);
-const all = ["requests", "listing", "multi-layer", "big-layer", "baseline"];
+const all = ["requests", "listing", "multi-layer", "big-layer", "baseline", "sha256"];
 const chosen = process.argv.slice(2).length > 0 ? process.argv.slice(2) : all;
 for (const name of chosen) {
   if (!all.includes(name)) throw new Error(`unknown benchmark ${name}; have: ${all.join(", ")}`);

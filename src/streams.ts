@@ -65,3 +65,39 @@ export async function readLimited(body: ReadableStream<Uint8Array> | null, limit
   }
   return queue.drain();
 }
+
+/**
+ * Hands every chunk of `source` to `writer`, waiting for each to be taken (by hand: workerd cannot
+ * `pipeTo()` from one of its own streams into another).
+ *
+ * @example
+ * await pump(object.body, writer);
+ */
+export async function pump(source: ReadableStream<Uint8Array>, writer: WritableStreamDefaultWriter<Uint8Array>): Promise<void> {
+  const reader = source.getReader();
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) return;
+    await writer.write(value);
+  }
+}
+
+/**
+ * A stream of a declared length, which R2 needs to write a stream it did not make itself (a
+ * branch of a `tee`, a body of unknown length): the chunks pass through, nothing is buffered,
+ * and the result errors when `source` is shorter or longer than `length`.
+ *
+ * @example
+ * await bucket.put(key, withLength(upstreamBody, size));
+ */
+export function withLength(source: ReadableStream<Uint8Array>, length: number): ReadableStream<Uint8Array> {
+  const { readable, writable } = new FixedLengthStream(length);
+  const writer = writable.getWriter();
+  pump(source, writer)
+    .then(() => writer.close())
+    .catch((error: unknown) => {
+      writer.abort(error).catch(() => undefined);
+      source.cancel(error).catch(() => undefined);
+    });
+  return readable;
+}

@@ -1,7 +1,11 @@
+import wasmModule from "./wasm/sha256.wasm";
+
 /**
  * SHA-256 whose state can be saved and restored, so one digest can span several requests (the
- * chunks of an upload). WebCrypto's digests cannot be resumed; this one can, at a few hundred
- * MB/s.
+ * chunks of an upload). WebCrypto's digests cannot be resumed; this one can. The compression
+ * function runs in WebAssembly (`wasm/sha256.as.ts`, built into the checked-in `wasm/sha256.wasm`
+ * by `pnpm build:wasm`); one instance per isolate serves every hasher, each of which keeps its own
+ * state and lends it to the instance for the length of an {@link Sha256.update} call.
  *
  * @example
  * const h = new Sha256();
@@ -15,34 +19,54 @@ export class Sha256 {
   private readonly h = new Int32Array([
     0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19,
   ]);
+  /** The bytes after the last whole block (fewer than 64). */
   private readonly block = new Uint8Array(64);
   private blockLength = 0;
   /** Total bytes hashed. */
   length = 0;
 
-  /** Adds bytes. */
+  /**
+   * Adds bytes.
+   *
+   * @example
+   * new Sha256().update(new TextEncoder().encode("abc")).digestHex(); // "ba7816bf…"
+   */
   update(data: Uint8Array): this {
+    const n = data.byteLength;
+    this.length += n;
+    let buffered = this.blockLength;
+    if (buffered + n < 64) {
+      this.block.set(data, buffered);
+      this.blockLength = buffered + n;
+      return this;
+    }
+    const { bytes, state, input, inputSize, compress } = engine();
+    state.set(this.h);
+    if (buffered > 0) bytes.set(this.block.subarray(0, buffered), input);
     let offset = 0;
-    this.length += data.byteLength;
-    if (this.blockLength > 0) {
-      const take = Math.min(64 - this.blockLength, data.byteLength);
-      this.block.set(data.subarray(0, take), this.blockLength);
-      this.blockLength += take;
-      offset = take;
-      if (this.blockLength < 64) return this;
-      compress(this.h, this.block, 0, 64);
-      this.blockLength = 0;
+    for (;;) {
+      const take = Math.min(inputSize - buffered, n - offset);
+      bytes.set(data.subarray(offset, offset + take), input + buffered);
+      buffered += take;
+      offset += take;
+      if (offset === n) break;
+      compress(inputSize >>> 6); // the input area is full: buffered === inputSize
+      buffered = 0;
     }
-    const whole = offset + Math.floor((data.byteLength - offset) / 64) * 64;
-    if (whole > offset) compress(this.h, data, offset, whole);
-    if (whole < data.byteLength) {
-      this.block.set(data.subarray(whole), 0);
-      this.blockLength = data.byteLength - whole;
-    }
+    const whole = buffered & ~63;
+    if (whole > 0) compress(whole >>> 6);
+    this.blockLength = buffered - whole;
+    this.block.set(bytes.subarray(input + whole, input + buffered));
+    this.h.set(state);
     return this;
   }
 
-  /** The digest as lowercase hex (the hasher is not usable afterwards). */
+  /**
+   * The digest as lowercase hex (the hasher is not usable afterwards).
+   *
+   * @example
+   * new Sha256().digestHex(); // "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+   */
   digestHex(): string {
     const bits = this.length * 8;
     const pad = new Uint8Array(((this.blockLength + 9 + 63) >> 6) * 64 - this.blockLength);
@@ -58,14 +82,27 @@ export class Sha256 {
     return hex;
   }
 
-  /** The state as a JSON-safe object. */
+  /**
+   * The state as a JSON-safe object: the eight chaining words, the bytes after the last whole
+   * block (base64) and the total length.
+   *
+   * @example
+   * JSON.stringify(new Sha256().update(bytes).save()); // {"h":[…],"tail":"…","length":…}
+   */
   save(): Sha256State {
     let tail = "";
     for (let i = 0; i < this.blockLength; i++) tail += String.fromCharCode(this.block[i]!);
     return { h: Array.from(this.h, (w) => w >>> 0), tail: btoa(tail), length: this.length };
   }
 
-  /** A hasher continuing from a saved state. */
+  /**
+   * A hasher continuing from a saved state (from {@link Sha256.save}, of this or an earlier
+   * implementation: the format has not changed).
+   *
+   * @example
+   * const h = Sha256.restore(JSON.parse(stored));
+   * h.update(nextChunk);
+   */
   static restore(state: Sha256State): Sha256 {
     const hasher = new Sha256();
     hasher.h.set(state.h.map((w) => w | 0));
@@ -84,58 +121,47 @@ export interface Sha256State {
   length: number;
 }
 
-const K = new Int32Array([
-  0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1, 0x923f82a4, 0xab1c5ed5, 0xd807aa98,
-  0x12835b01, 0x243185be, 0x550c7dc3, 0x72be5d74, 0x80deb1fe, 0x9bdc06a7, 0xc19bf174, 0xe49b69c1, 0xefbe4786,
-  0x0fc19dc6, 0x240ca1cc, 0x2de92c6f, 0x4a7484aa, 0x5cb0a9dc, 0x76f988da, 0x983e5152, 0xa831c66d, 0xb00327c8,
-  0xbf597fc7, 0xc6e00bf3, 0xd5a79147, 0x06ca6351, 0x14292967, 0x27b70a85, 0x2e1b2138, 0x4d2c6dfc, 0x53380d13,
-  0x650a7354, 0x766a0abb, 0x81c2c92e, 0x92722c85, 0xa2bfe8a1, 0xa81a664b, 0xc24b8b70, 0xc76c51a3, 0xd192e819,
-  0xd6990624, 0xf40e3585, 0x106aa070, 0x19a4c116, 0x1e376c08, 0x2748774c, 0x34b0bcb5, 0x391c0cb3, 0x4ed8aa4a,
-  0x5b9cca4f, 0x682e6ff3, 0x748f82ee, 0x78a5636f, 0x84c87814, 0x8cc70208, 0x90befffa, 0xa4506ceb, 0xbef9a3f7,
-  0xc67178f2,
-]);
-const W = new Int32Array(64);
+/** What `wasm/sha256.wasm` exports (see `wasm/sha256.as.ts`). */
+interface Exports {
+  memory: WebAssembly.Memory;
+  STATE: WebAssembly.Global;
+  INPUT: WebAssembly.Global;
+  INPUT_SIZE: WebAssembly.Global;
+  compress(blocks: number): void;
+}
 
-/** Runs the compression function over the 64-byte blocks of data[start, end). */
-function compress(h: Int32Array, data: Uint8Array, start: number, end: number): void {
-  let h0 = h[0]!, h1 = h[1]!, h2 = h[2]!, h3 = h[3]!, h4 = h[4]!, h5 = h[5]!, h6 = h[6]!, h7 = h[7]!;
-  for (let p = start; p < end; p += 64) {
-    for (let i = 0; i < 16; i++) {
-      const j = p + i * 4;
-      W[i] = (data[j]! << 24) | (data[j + 1]! << 16) | (data[j + 2]! << 8) | data[j + 3]!;
-    }
-    for (let i = 16; i < 64; i++) {
-      const w15 = W[i - 15]!;
-      const w2 = W[i - 2]!;
-      const s0 = ((w15 >>> 7) | (w15 << 25)) ^ ((w15 >>> 18) | (w15 << 14)) ^ (w15 >>> 3);
-      const s1 = ((w2 >>> 17) | (w2 << 15)) ^ ((w2 >>> 19) | (w2 << 13)) ^ (w2 >>> 10);
-      W[i] = (W[i - 16]! + s0 + W[i - 7]! + s1) | 0;
-    }
-    let a = h0, b = h1, c = h2, d = h3, e = h4, f = h5, g = h6, hh = h7;
-    for (let i = 0; i < 64; i++) {
-      const S1 = ((e >>> 6) | (e << 26)) ^ ((e >>> 11) | (e << 21)) ^ ((e >>> 25) | (e << 7));
-      const ch = (e & f) ^ (~e & g);
-      const t1 = (hh + S1 + ch + K[i]! + W[i]!) | 0;
-      const S0 = ((a >>> 2) | (a << 30)) ^ ((a >>> 13) | (a << 19)) ^ ((a >>> 22) | (a << 10));
-      const maj = (a & b) ^ (a & c) ^ (b & c);
-      const t2 = (S0 + maj) | 0;
-      hh = g;
-      g = f;
-      f = e;
-      e = (d + t1) | 0;
-      d = c;
-      c = b;
-      b = a;
-      a = (t1 + t2) | 0;
-    }
-    h0 = (h0 + a) | 0;
-    h1 = (h1 + b) | 0;
-    h2 = (h2 + c) | 0;
-    h3 = (h3 + d) | 0;
-    h4 = (h4 + e) | 0;
-    h5 = (h5 + f) | 0;
-    h6 = (h6 + g) | 0;
-    h7 = (h7 + hh) | 0;
-  }
-  h[0] = h0; h[1] = h1; h[2] = h2; h[3] = h3; h[4] = h4; h[5] = h5; h[6] = h6; h[7] = h7;
+/** The isolate's WebAssembly instance, with views on its memory (which never grows). */
+interface Engine {
+  bytes: Uint8Array;
+  /** The eight chaining words the next `compress` starts from and leaves its result in. */
+  state: Int32Array;
+  /** Offset of the input area in `bytes`. */
+  input: number;
+  /** Its size, a multiple of 64. */
+  inputSize: number;
+  /** Compresses that many blocks from the start of the input area. */
+  compress(blocks: number): void;
+}
+
+let instance: Engine | undefined;
+
+/**
+ * The shared instance, made on first use (Workers cannot compile WebAssembly at run time, but can
+ * instantiate the module the bundler compiled).
+ *
+ * @example
+ * const { state, compress } = engine();
+ */
+function engine(): Engine {
+  if (instance) return instance;
+  const exports = new WebAssembly.Instance(wasmModule, {}).exports as unknown as Exports;
+  const buffer = exports.memory.buffer;
+  instance = {
+    bytes: new Uint8Array(buffer),
+    state: new Int32Array(buffer, exports.STATE.value as number, 8),
+    input: exports.INPUT.value as number,
+    inputSize: exports.INPUT_SIZE.value as number,
+    compress: exports.compress,
+  };
+  return instance;
 }

@@ -285,7 +285,8 @@ describe("shared bytes", () => {
   it("keeps an upload's bytes while another repository (a nested one) points at them", async () => {
     const parent = uniqueName("shared");
     const child = `${parent}/nested`;
-    const data = bytesOf(12 * MiB, 10);
+    // Above 16 MiB, so the upload's bytes are published as a pointer (smaller blobs are copied).
+    const data = bytesOf(20 * MiB, 10);
     const digest = await pushBlob(parent, data);
     const dataKey = (await env.REGISTRY.head(`${parent}/blobs/${digest}`))?.customMetadata?.["r2-registry-data"];
     expect(dataKey).toMatch(/^_data\//);
@@ -359,33 +360,57 @@ describe("registry-wide hygiene", () => {
     const { location } = await startUpload(name);
     expect((await call(location, { method: "PATCH", body: bytesOf(1000, 13) })).status).toBe(202);
     const id = location.split("/").pop()!.split("?")[0]!;
-    expect((await keysUnder(`_uploads/${id}`)).length).toBe(2);
+    expect((await keysUnder(`_uploads/${id}`)).length).toBe(1);
+    const { dataKey } = JSON.parse((await (await env.REGISTRY.get(`_uploads/${id}`))!.text())) as { dataKey: string };
+    expect((await env.REGISTRY.head(dataKey))?.size).toBe(1000);
     const leftovers = [`${name}/uploads/${crypto.randomUUID()}`, `${crypto.randomUUID()}-helper`];
     for (const key of leftovers) await env.REGISTRY.put(key, "left behind");
     await env.REGISTRY.put(`_repositories/${name}`, "");
 
     // Not old enough yet under the default age.
     let report = await collectAll("dry_run=true");
-    expect(await keysUnder(`_uploads/${id}`)).toHaveLength(2);
+    expect(await keysUnder(`_uploads/${id}`)).toHaveLength(1);
 
     report = await collectAll("upload_age=0");
     expect(report.uploads.sessions).toBeGreaterThanOrEqual(1);
     expect(await keysUnder(`_uploads/${id}`)).toEqual([]);
+    // Its bytes are the orphan sweep's, after the grace period (an hour by default).
+    expect(await env.REGISTRY.head(dataKey)).not.toBeNull();
+    await collectAll("grace=0");
+    expect(await env.REGISTRY.head(dataKey)).toBeNull();
     for (const key of leftovers) expect(await env.REGISTRY.head(key)).toBeNull();
     const patch = await call(location, { method: "PATCH", body: "more" });
     expect(patch.status).toBe(404);
     expect(await errorCode(patch)).toBe("BLOB_UPLOAD_UNKNOWN");
   });
 
-  it("aborts an abandoned upload's multipart upload", async () => {
+  it("removes an abandoned upload's segments and its multipart object, and keeps an open upload's", async () => {
     const name = uniqueName("multipart");
-    const { location } = await startUpload(name);
-    expect((await call(location, { method: "PATCH", body: bytesOf(11 * MiB, 14) })).status).toBe(202);
-    const id = location.split("/").pop()!.split("?")[0]!;
-    const state = JSON.parse((await (await env.REGISTRY.get(`_uploads/${id}`))!.text())) as { dataKey: string; multipartId: string };
-    await collectAll("upload_age=0&grace=0");
-    const upload = env.REGISTRY.resumeMultipartUpload(state.dataKey, state.multipartId);
-    await expect(upload.uploadPart(2, "x")).rejects.toThrow();
+    const open = async (body: Uint8Array | ReadableStream) => {
+      const { location } = await startUpload(name);
+      const headers: Record<string, string> = body instanceof Uint8Array ? { "Content-Length": String(body.byteLength) } : {};
+      const patch = await call(location, { method: "PATCH", body, headers, duplex: "half" } as RequestInit);
+      expect(patch.status).toBe(202);
+      const id = location.split("/").pop()!.split("?")[0]!;
+      return { id, ...(JSON.parse((await (await env.REGISTRY.get(`_uploads/${id}`))!.text())) as { dataKey: string; segments: number[] }) };
+    };
+    // Known length: segments of 16 MiB and 32 MiB; unknown length: one multipart object.
+    const known = await open(bytesOf(20 * MiB, 14));
+    expect(known.segments).toEqual([16 * MiB, 4 * MiB]);
+    const chunked = await open(new Response(bytesOf(11 * MiB, 15)).body!);
+    expect(chunked.segments).toEqual([11 * MiB]);
+    const live = await open(bytesOf(1000, 16));
+
+    // Open sessions' bytes are in use, whatever the grace period.
+    await collectAll("grace=0");
+    for (const { dataKey } of [known, chunked, live]) expect(await env.REGISTRY.head(dataKey)).not.toBeNull();
+    // Abandoned (every session counts with upload_age=0): sessions and bytes go.
+    const report = await collectAll("upload_age=0&grace=0");
+    expect(report.uploads.sessions).toBeGreaterThanOrEqual(3);
+    for (const { dataKey } of [known, chunked, live]) {
+      expect(await env.REGISTRY.head(dataKey)).toBeNull();
+      expect((await env.REGISTRY.list({ prefix: `${dataKey}/` })).objects).toEqual([]);
+    }
   });
 
   it("deletes upload bytes no pointer uses, and keeps those in use", async () => {

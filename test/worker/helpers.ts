@@ -32,6 +32,11 @@ export async function call(path: string, options: CallOptions = {}): Promise<Res
   const { auth = RW, env: overrides, ...init } = options;
   const headers = new Headers(init.headers);
   if (auth !== null && !headers.has("Authorization")) headers.set("Authorization", auth);
+  // As clients over HTTP do: a body of known length says so (a stream body goes chunked).
+  const body = init.body;
+  if ((typeof body === "string" || body instanceof Uint8Array || body instanceof ArrayBuffer) && !headers.has("Content-Length")) {
+    headers.set("Content-Length", String(typeof body === "string" ? new TextEncoder().encode(body).byteLength : body.byteLength));
+  }
   const request = new Request(`${ORIGIN}${path}`, { ...init, headers });
   const ctx = createExecutionContext();
   const response = await worker.fetch(request, { ...env, ...overrides } as Env, ctx);

@@ -1,8 +1,10 @@
 import { RegistryError } from "../../errors";
 import type { Digest } from "../../oci/digest";
 import type { BlobContent, BlobInfo, ByteRange, RangeRequest } from "../registry";
-import { DATA_METADATA, keys, SYMLINK_METADATA } from "./keys";
+import { DATA_METADATA, keys, SEGMENTS_METADATA, SYMLINK_METADATA } from "./keys";
 import type { R2Links } from "./links";
+import { deleteData, readSegments } from "./segments";
+import { withLength } from "../../streams";
 
 /** Symlinks are never chained by this registry; a few hops tolerate odd buckets. */
 const MAX_HOPS = 4;
@@ -18,6 +20,32 @@ export interface Located {
   holder?: string;
   /** How the repository's own key refers to them. */
   kind: "bytes" | "symlink" | "pointer";
+  /** For a pointer to segments (see `segments.ts`): the pointer's key, whose body lists them. */
+  pointerKey?: string;
+}
+
+/** An upload's bytes: a data key and the sizes of its segments. */
+export interface SegmentedData {
+  dataKey: string;
+  segments: number[];
+  size: number;
+}
+
+/** The largest blob one R2 `put` takes (4.995 GiB; a little less, to be safe). */
+export const MAX_PUT = 4.99 * 1024 * 1024 * 1024;
+
+/** The body of a pointer to segments: their sizes. */
+function pointerBody(segments: readonly number[]): string {
+  return JSON.stringify({ segments });
+}
+
+/** The segment sizes a pointer object lists. */
+async function segmentsOf(object: R2ObjectBody): Promise<number[]> {
+  const parsed = JSON.parse(await object.text()) as { segments?: unknown };
+  if (!Array.isArray(parsed.segments) || !parsed.segments.every((n) => Number.isSafeInteger(n) && n >= 0)) {
+    throw new Error(`pointer ${object.key} lists no segments`);
+  }
+  return parsed.segments as number[];
 }
 
 /** Where a symlink object points: `<source repo>/blobs/<digest>`. */
@@ -84,7 +112,10 @@ export class R2Blobs {
       const object = await this.bucket.head(key);
       if (!object) return null;
       const data = object.customMetadata?.[DATA_METADATA];
-      if (data) return { dataKey: data, size: Number(object.customMetadata?.size ?? 0), kind: kind ?? "pointer" };
+      if (data) {
+        const segmented = object.customMetadata?.[SEGMENTS_METADATA] !== undefined;
+        return { dataKey: data, size: Number(object.customMetadata?.size ?? 0), kind: kind ?? "pointer", ...(segmented ? { pointerKey: key } : {}) };
+      }
       const source = symlinkSource(object);
       if (source === undefined) return { dataKey: key, size: object.size, holder: repositoryOf(key, digest), kind: kind ?? "bytes" };
       kind ??= "symlink";
@@ -105,11 +136,16 @@ export class R2Blobs {
       const located = await this.locate(name, digest);
       if (!located) return null;
       const { start, end } = resolveRange(range, located.size);
-      const part = await this.bucket.get(located.dataKey, { range: { offset: start, length: end - start + 1 } });
-      if (!part) return null;
-      return { digest, size: located.size, body: part.body, range: { start, end } };
+      let body: ReadableStream<Uint8Array> | null;
+      if (located.pointerKey) {
+        const pointer = await this.bucket.get(located.pointerKey);
+        body = pointer ? await readSegments(this.bucket, located.dataKey, await segmentsOf(pointer), { start, end }) : null;
+      } else {
+        body = (await this.bucket.get(located.dataKey, { range: { offset: start, length: end - start + 1 } }))?.body ?? null;
+      }
+      return body ? { digest, size: located.size, body, range: { start, end } } : null;
     }
-    // One read in the common case (the bytes are at the key); a second for symlinks and pointers.
+    // One read in the common case (the bytes are at the key); more for symlinks and pointers.
     let key = keys.blob(name, digest);
     for (let hop = 0; hop < MAX_HOPS; hop++) {
       const object = await this.bucket.get(key);
@@ -117,6 +153,12 @@ export class R2Blobs {
       const data = object.customMetadata?.[DATA_METADATA];
       const source = symlinkSource(object);
       if (!data && source === undefined) return { digest, size: object.size, body: object.body };
+      if (data && object.customMetadata?.[SEGMENTS_METADATA] !== undefined) {
+        const size = Number(object.customMetadata.size ?? 0);
+        const segments = await segmentsOf(object);
+        const body = size === 0 ? new Response("").body! : await readSegments(this.bucket, data, segments, { start: 0, end: size - 1 });
+        return body ? { digest, size, body } : null;
+      }
       await object.body.cancel();
       const next = data ?? keys.blob(source!, digest);
       if (next === key) return null;
@@ -159,7 +201,7 @@ export class R2Blobs {
     await this.links.bury(dataKey);
     try {
       if ((await this.links.users(digest, { dataKey })).length > 0) return false;
-      await this.bucket.delete(dataKey);
+      await deleteData(this.bucket, dataKey);
       return true;
     } finally {
       await this.links.unbury(dataKey);
@@ -200,9 +242,15 @@ export class R2Blobs {
     const info = { digest: digest.value, size: source.size };
     if (await this.locate(name, digest.value)) return info;
     if (source.holder === undefined || source.size > COPY_ON_MOUNT_LIMIT) {
+      let segments: number[] | undefined;
+      if (source.pointerKey) {
+        const pointer = await this.bucket.get(source.pointerKey);
+        if (!pointer) return null;
+        segments = await segmentsOf(pointer);
+      }
       // Bytes being deleted (by a collection, or their holder's DELETE) are not mounted: the
       // client uploads the blob instead.
-      return (await this.share(name, digest.value, source)) ? info : null;
+      return (await this.share(name, digest.value, { ...source, ...(segments ? { segments } : {}) })) ? info : null;
     }
     const bytes = await this.bucket.get(source.dataKey);
     if (!bytes) return null;
@@ -215,8 +263,8 @@ export class R2Blobs {
    * or a symlink to the repository holding the bytes. False (and nothing written) when those bytes
    * are being deleted.
    */
-  async share(name: string, digest: string, source: Pick<Located, "dataKey" | "size" | "holder">): Promise<boolean> {
-    if (source.holder === undefined) await this.writePointer(name, digest, source.dataKey, source.size);
+  async share(name: string, digest: string, source: Pick<Located, "dataKey" | "size" | "holder"> & { segments?: number[] }): Promise<boolean> {
+    if (source.holder === undefined) await this.writePointer(name, digest, source.dataKey, source.size, source.segments);
     else await this.writeSymlink(name, digest, source.holder);
     if (!(await this.links.doomed(source.dataKey))) return true;
     await this.bucket.delete(keys.blob(name, digest));
@@ -224,22 +272,53 @@ export class R2Blobs {
     return false;
   }
 
-  private async writePointer(name: string, digest: string, dataKey: string, size: number): Promise<void> {
+  /**
+   * A pointer: custom metadata naming the data key and the size; for segments (see
+   * `segments.ts`) also their count, and the body lists their sizes. Older pointers name one
+   * object holding all the bytes (an R2 multipart object), their body is the data key.
+   */
+  private async writePointer(name: string, digest: string, dataKey: string, size: number, segments?: number[]): Promise<void> {
     await this.links.add(digest, name);
-    await this.bucket.put(keys.blob(name, digest), dataKey, {
-      customMetadata: { [DATA_METADATA]: dataKey, size: String(size) },
-    });
+    const customMetadata: Record<string, string> = { [DATA_METADATA]: dataKey, size: String(size) };
+    if (segments) customMetadata[SEGMENTS_METADATA] = String(segments.length);
+    await this.bucket.put(keys.blob(name, digest), segments ? pointerBody(segments) : dataKey, { customMetadata });
   }
 
   /**
-   * Stores bytes under a digest, letting R2 verify them against it; throws DIGEST_INVALID when
-   * they differ (and nothing is stored).
+   * Publishes an upload's verified bytes under a digest: a small blob is copied to the blob key
+   * (one read on pulls, and R2 checks it once more), a larger one gets a pointer to its segments,
+   * no copy. `kept` tells whether the upload's bytes are now in use (else they may go).
+   */
+  async publish(name: string, digest: Digest, data: SegmentedData): Promise<{ info: BlobInfo; kept: boolean }> {
+    const info = { digest: digest.value, size: data.size };
+    if (data.size <= COPY_ON_MOUNT_LIMIT) return { info: await this.copyIn(name, digest, data), kept: false };
+    if (!(await this.share(name, digest.value, { dataKey: data.dataKey, size: data.size, segments: data.segments }))) {
+      throw new RegistryError("BLOB_UPLOAD_INVALID", "a garbage collection removed this upload's bytes as it finished; upload the blob again");
+    }
+    return { info, kept: true };
+  }
+
+  /** Copies an upload's bytes to the blob key, R2 verifying them against the digest. */
+  async copyIn(name: string, digest: Digest, data: SegmentedData): Promise<BlobInfo> {
+    if (data.size > MAX_PUT) {
+      throw new RegistryError("SIZE_INVALID", `a blob of ${data.size} bytes needs a sha256 digest (it is published without a copy)`);
+    }
+    if (data.size === 0) return this.put(name, digest, new Uint8Array(0), 0);
+    const body = await readSegments(this.bucket, data.dataKey, data.segments, { start: 0, end: data.size - 1 });
+    if (!body) throw new RegistryError("BLOB_UPLOAD_INVALID", "this upload's bytes are gone (removed by a garbage collection?); upload the blob again");
+    return this.put(name, digest, body, data.size);
+  }
+
+  /**
+   * Stores bytes under a digest, letting R2 verify them against it (natively: no hashing in the
+   * Worker); throws DIGEST_INVALID when they differ (and nothing is stored). A stream is written
+   * as it arrives, never buffered, and must have exactly `length` bytes.
    */
   async put(name: string, digest: Digest, value: ReadableStream | ArrayBuffer | Uint8Array, length: number): Promise<BlobInfo> {
     const options: R2PutOptions = {};
     if (digest.algorithm === "sha256" || digest.algorithm === "sha512") options[digest.algorithm] = digest.encoded;
     try {
-      await this.bucket.put(keys.blob(name, digest.value), value, options);
+      await this.bucket.put(keys.blob(name, digest.value), value instanceof ReadableStream ? withLength(value, length) : value, options);
     } catch (error) {
       if (isChecksumMismatch(error)) {
         throw new RegistryError("DIGEST_INVALID", `the uploaded content does not match digest ${digest.value}`);

@@ -1,9 +1,8 @@
 import { RegistryError } from "../../errors";
 import type { ParsedManifest } from "../../oci/manifest";
-import { readLimited } from "../../streams";
 import { parseDigest, requireVerifiableDigest } from "../../oci/digest";
 import type { Chunk, PageRequest, RangeRequest, ReferrersRequest, Registry } from "../registry";
-import { R2Blobs } from "./blobs";
+import { MAX_PUT, R2Blobs } from "./blobs";
 import { R2Fence } from "./fence";
 import { collectAll, R2Collector, type CollectAllOptions, type CollectOptions } from "./gc";
 import { R2Links } from "./links";
@@ -60,12 +59,10 @@ export class R2Registry implements Registry {
 
   async putBlob(name: string, digest: string, chunk: Chunk) {
     const verified = requireVerifiableDigest(digest);
-    if (chunk.length !== undefined && chunk.length <= this.partSize) {
-      const bytes = await readLimited(chunk.body, chunk.length);
-      if (bytes === undefined || bytes.byteLength !== chunk.length) {
-        throw new RegistryError("SIZE_INVALID", `the body does not have the ${chunk.length} bytes its Content-Length says`);
-      }
-      return this.blobs.put(name, verified, bytes, bytes.byteLength);
+    if (chunk.length !== undefined && chunk.length <= MAX_PUT) {
+      // One request with the whole blob and its length: straight to the blob key, R2 checks the digest.
+      if (!chunk.body || chunk.length === 0) return this.blobs.put(name, verified, new Uint8Array(0), 0);
+      return this.blobs.put(name, verified, chunk.body, chunk.length);
     }
     const session = await this.uploads.start(name);
     return this.uploads.finish(name, session.id, verified, chunk);

@@ -12,9 +12,11 @@
  * | `_repositories/<name>`               | empty marker: the repository exists (catalog index)       |
  * | `_meta/catalog-backfilled`           | marker: repositories of an older bucket were indexed      |
  * | `_uploads/<id>`                      | upload session state (JSON)                               |
- * | `_uploads/<id>/tail-<n>`             | received bytes not yet written as a multipart part        |
+ * | `_uploads/<id>/tail-<n>`             | older sessions' received bytes (removed by the sweep)      |
  * | `_uploads/<id>/data`                 | reserved (older sessions' multipart uploads)               |
- * | `_data/<id>`                         | a blob assembled from an upload's parts (R2 multipart)     |
+ * | `_data/<id>`                         | an upload's bytes: its first segment (or, from older       |
+ * |                                      | versions, every part as one R2 multipart object)           |
+ * | `_data/<id>/<i>`                     | the upload's segment `i` (see `segments.ts`)               |
  * | `_links/<digest>/<name>`             | `<name>` holds the blob as a symlink or a pointer (shared) |
  * | `_meta/links-v2-backfilled`          | marker: symlinks and pointers already stored were indexed  |
  * | `_pullthrough/tags/<name>/<tag>`     | when a tag cached from an upstream was last checked        |
@@ -24,8 +26,9 @@
  *
  * A blob key holds one of three things: the bytes; a symlink (custom metadata
  * `X-Serverless-Registry-Symlink` = the repository holding the bytes, the original's mount
- * format); or a pointer (custom metadata `r2-registry-data` = a `_data/<id>` key and `size`),
- * which is how uploads of more than one part are published without copying them.
+ * format); or a pointer (custom metadata `r2-registry-data` = a `_data/<id>` key and `size`;
+ * with `r2-registry-segments`, the body lists the sizes of the segments), which is how uploads
+ * are published without copying them.
  */
 export const keys = {
   manifestsPrefix: (name: string) => `${name}/manifests/`,
@@ -58,6 +61,9 @@ export const SYMLINK_METADATA = "X-Serverless-Registry-Symlink";
 
 /** customMetadata key of a pointer object: the key holding the blob's bytes. */
 export const DATA_METADATA = "r2-registry-data";
+
+/** customMetadata key of a pointer to segments: how many (their sizes are the pointer's body). */
+export const SEGMENTS_METADATA = "r2-registry-segments";
 
 /** The last `/` segment of a key. */
 export function lastSegment(key: string): string {

@@ -1,21 +1,18 @@
 import { Sha256, type Sha256State } from "../../crypto/sha256";
 import { RegistryError } from "../../errors";
 import type { Digest } from "../../oci/digest";
-import { ByteQueue } from "../../streams";
 import type { BlobInfo, Chunk, UploadStatus } from "../registry";
 import type { R2Blobs } from "./blobs";
+import { ingest } from "./ingest";
 import { keys } from "./keys";
+import { deleteData } from "./segments";
 
 /**
- * Default size of every multipart part but the last. R2 wants all non-final parts of one size
- * (5 MiB to 5 GiB, at most 10,000 parts): received bytes are cut into parts of exactly this size
- * whatever chunks the client sends, and the remainder waits in a tail object for the next chunk.
- * 16 MiB parts allow blobs up to 156 GiB; two are written at once (memory: about three parts).
+ * Default part size for a body of unknown length (chunked transfer encoding), which must be
+ * buffered because R2 wants a known length for every write: two parts at most are held, so an
+ * upload holds at most 16 MiB. R2 takes parts of 5 MiB to 5 GiB, at most 10,000 of them.
  */
-export const DEFAULT_PART_SIZE = 16 * 1024 * 1024;
-const MAX_PARTS = 10_000;
-/** Parts written to R2 at once while the next one is read (memory: this many parts). */
-const PARALLEL_PARTS = 2;
+export const DEFAULT_PART_SIZE = 8 * 1024 * 1024;
 /**
  * How long one request holds a session before another may take it over. A request writing a long
  * chunk renews it as it goes, so a request that died (a client that vanished, a Worker that was
@@ -28,23 +25,32 @@ const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 
 /** An upload session as persisted at `_uploads/<id>`. */
 export interface SessionState {
-  version: 1;
+  version: 2;
   id: string;
   name: string;
-  /** Bytes received: `parts.length * partSize + tailSize`. */
+  /** Bytes received: the sum of `segments`. */
   offset: number;
-  partSize: number;
-  parts: R2UploadedPart[];
-  multipartId?: string;
-  /** Where the parts are assembled: `_data/<id>` (the published blob's bytes, never copied). */
-  dataKey?: string;
+  /** Where the bytes go: `_data/<id>` and its segments (see `segments.ts`), published without a copy. */
+  dataKey: string;
+  /** Sizes of the segments stored so far. */
+  segments: number[];
   /** SHA-256 of every byte received so far, resumable across requests. */
-  hash?: Sha256State;
-  /** Serial of the tail object `_uploads/<id>/tail-<serial>`; 0 when there is none. */
-  tailSerial: number;
-  tailSize: number;
+  hash: Sha256State;
   createdAt: number;
   updatedAt: number;
+  leaseUntil?: number;
+}
+
+/**
+ * What sessions of earlier versions may hold, for the sweep of abandoned uploads: version 1 kept a
+ * multipart upload (`multipartId` at `dataKey`) and pending bytes in `_uploads/<id>/tail-<n>`.
+ */
+export interface AnySessionState {
+  version?: number;
+  id?: string;
+  dataKey?: string;
+  multipartId?: string;
+  updatedAt?: number;
   leaseUntil?: number;
 }
 
@@ -77,7 +83,17 @@ function brokenOff(state: SessionState): RegistryError {
   });
 }
 
-/** Upload sessions in R2. */
+/** What writing one chunk left: the next state (not yet committed) and whether the body broke off. */
+interface Written {
+  state: SessionState;
+  interrupted?: unknown;
+}
+
+/**
+ * Upload sessions in R2. Each request's body is streamed into the session's segments and hashed
+ * once on the way (`ingest.ts`); the closing `PUT` checks the digest from the saved hash state and
+ * publishes the segments as they are.
+ */
 export class R2Uploads {
   constructor(
     private readonly bucket: R2Bucket,
@@ -87,21 +103,19 @@ export class R2Uploads {
 
   async start(name: string): Promise<UploadStatus> {
     const now = Date.now();
+    const id = crypto.randomUUID();
     const state: SessionState = {
-      version: 1,
-      id: crypto.randomUUID(),
+      version: 2,
+      id,
       name,
       offset: 0,
-      partSize: this.partSize,
-      parts: [],
       dataKey: keys.data(crypto.randomUUID()),
+      segments: [],
       hash: new Sha256().save(),
-      tailSerial: 0,
-      tailSize: 0,
       createdAt: now,
       updatedAt: now,
     };
-    await this.bucket.put(keys.upload(state.id), JSON.stringify(state));
+    await this.bucket.put(keys.upload(id), JSON.stringify(state));
     return status(state);
   }
 
@@ -113,51 +127,37 @@ export class R2Uploads {
     const { leased, written } = await this.leaseAndWrite(name, id, chunk);
     await this.commit(leased, written.state);
     // A dropped connection keeps what arrived: the client resumes from the offset GET reports.
-    if (written.interrupted) throw brokenOff(written.state);
+    if (written.interrupted !== undefined) throw brokenOff(written.state);
     return status(written.state);
   }
 
   async finish(name: string, id: string, digest: Digest, chunk: Chunk): Promise<BlobInfo> {
     const { leased, written } = await this.leaseAndWrite(name, id, chunk);
-    if (written.interrupted) {
+    if (written.interrupted !== undefined) {
       await this.commit(leased, written.state);
       throw brokenOff(written.state);
     }
-    const { state, tail } = written;
+    const { state } = written;
     let published = false;
     // Whatever the outcome, the session ends here: on a wrong digest nothing is stored under it.
     try {
-      const computed = state.hash ? `sha256:${Sha256.restore(state.hash).digestHex()}` : undefined;
-      if (digest.algorithm === "sha256" && computed !== undefined && computed !== digest.value) {
-        throw new RegistryError("DIGEST_INVALID", `the uploaded content has digest ${computed}, not ${digest.value}`, {
-          detail: { expected: digest.value, actual: computed },
-        });
-      }
-      // The repository has the blob already (another push of the same layer won): keep that one.
-      if (computed === digest.value && (await this.blobs.locate(name, digest.value))) return { digest: digest.value, size: state.offset };
-      if (state.parts.length === 0) {
-        // Everything fits in one part: store it at the blob key, verified by R2 as well.
-        return await this.blobs.put(name, digest, tail, tail.byteLength);
-      }
-      const dataKey = state.dataKey ?? keys.uploadData(id);
-      const upload = this.bucket.resumeMultipartUpload(dataKey, state.multipartId!);
-      const parts = [...state.parts];
-      if (tail.byteLength > 0) parts.push(await upload.uploadPart(parts.length + 1, tail));
-      const assembled = await upload.complete(parts);
-      if (digest.algorithm === "sha256" && computed !== undefined && state.dataKey) {
-        // Verified while it streamed in: publish the assembled bytes as they are, no copy.
-        published = await this.blobs.share(name, digest.value, { dataKey, size: assembled.size });
-        if (!published) {
-          throw new RegistryError("BLOB_UPLOAD_INVALID", "a garbage collection removed this upload's bytes as it finished; upload the blob again");
+      if (digest.algorithm === "sha256") {
+        const computed = `sha256:${Sha256.restore(state.hash).digestHex()}`;
+        if (computed !== digest.value) {
+          throw new RegistryError("DIGEST_INVALID", `the uploaded content has digest ${computed}, not ${digest.value}`, {
+            detail: { expected: digest.value, actual: computed },
+          });
         }
-        return { digest: digest.value, size: assembled.size };
+        // The repository has the blob already (another push of the same layer won): keep that one.
+        if (await this.blobs.locate(name, digest.value)) return { digest: digest.value, size: state.offset };
+        const result = await this.blobs.publish(name, digest, { dataKey: state.dataKey, segments: state.segments, size: state.offset });
+        published = result.kept;
+        return result.info;
       }
-      // Other algorithms (or sessions from before hashing): R2 verifies a copy.
-      const object = await this.bucket.get(dataKey);
-      if (!object) throw new Error(`assembled upload ${dataKey} vanished`);
-      return await this.blobs.put(name, digest, object.body, object.size);
+      // Other algorithms: R2 verifies the bytes as they are written at the blob key.
+      return await this.blobs.copyIn(name, digest, { dataKey: state.dataKey, segments: state.segments, size: state.offset });
     } finally {
-      await this.discard(state, leased.state, published).catch(() => undefined);
+      await this.discard(state, published).catch(() => undefined);
     }
   }
 
@@ -177,19 +177,10 @@ export class R2Uploads {
     }
   }
 
-  /** Removes a session and everything it stored (but the assembled bytes once published). */
-  private async discard(state: SessionState, previous?: SessionState, published = false): Promise<void> {
-    const dataKey = state.dataKey ?? keys.uploadData(state.id);
-    if (state.multipartId && !published) {
-      await this.bucket
-        .resumeMultipartUpload(dataKey, state.multipartId)
-        .abort()
-        .catch(() => undefined);
-    }
-    const doomed = [keys.upload(state.id)];
-    if (!published) doomed.push(dataKey);
-    for (const s of [state, previous]) if (s && s.tailSerial > 0) doomed.push(keys.uploadTail(s.id, s.tailSerial));
-    await this.bucket.delete(doomed);
+  /** Removes a session and the bytes it stored (unless they were published). */
+  private async discard(state: SessionState, published = false): Promise<void> {
+    await this.bucket.delete(keys.upload(state.id));
+    if (!published) await deleteData(this.bucket, state.dataKey);
   }
 
   private async load(name: string, id: string): Promise<Leased> {
@@ -202,8 +193,9 @@ export class R2Uploads {
     } catch {
       throw unknown(id);
     }
-    // A session belongs to the repository it was opened in.
-    if (state.version !== 1 || state.name !== name) throw unknown(id);
+    // A session belongs to the repository it was opened in. Sessions of an older version (before
+    // an upgrade) are unknown: the client starts the blob again, and the sweep removes them.
+    if (state.version !== 2 || state.name !== name) throw unknown(id);
     return { state, etag: object.etag };
   }
 
@@ -248,95 +240,32 @@ export class R2Uploads {
       onlyIf: { etagMatches: leased.etag },
     });
     if (!written) throw outOfOrder(leased.state, "the upload changed while this chunk was written; resume from Range");
-    if (leased.state.tailSerial > 0 && leased.state.tailSerial !== state.tailSerial) {
-      await this.bucket.delete(keys.uploadTail(state.id, leased.state.tailSerial));
-    }
   }
 
   /**
-   * Streams a chunk into the session: whole parts go to the multipart upload, the remainder to a
-   * new tail object, every byte through the running SHA-256. Returns the next state (not yet
-   * committed) and the tail bytes; when the client's stream broke off, what arrived is kept and
-   * the error returned in `interrupted`.
+   * Streams a chunk into the session's segments, every byte through the running SHA-256. Returns
+   * the next state (not yet committed); when the client's stream broke off, what arrived is kept
+   * as far as it could be stored, and the error returned in `interrupted`.
    */
   private async write(leased: Leased, chunk: Chunk): Promise<Written> {
     const state = leased.state;
-    const queue = new ByteQueue();
-    if (state.tailSize > 0) {
-      const tail = await this.bucket.get(keys.uploadTail(state.id, state.tailSerial));
-      if (!tail || tail.size !== state.tailSize) throw new Error(`upload ${state.id} lost its pending bytes`);
-      queue.push(new Uint8Array(await tail.arrayBuffer()));
+    if (!chunk.body || chunk.length === 0) {
+      if (chunk.body) await chunk.body.cancel().catch(() => undefined);
+      return { state };
     }
-    const next: SessionState = { ...state, parts: [...state.parts] };
-    const hasher = state.hash ? Sha256.restore(state.hash) : undefined;
-    let received = 0;
-    let interrupted: unknown;
-    const inflight: Promise<R2UploadedPart>[] = [];
-    if (chunk.body) {
-      let upload: R2MultipartUpload | undefined;
-      const reader = chunk.body.getReader();
-      try {
-        for (;;) {
-          let result: ReadableStreamReadResult<Uint8Array>;
-          try {
-            result = await reader.read();
-          } catch (error) {
-            interrupted = error;
-            break;
-          }
-          if (result.done) break;
-          const value = result.value;
-          received += value.byteLength;
-          if (chunk.length !== undefined && received > chunk.length) {
-            throw new RegistryError("SIZE_INVALID", `the chunk is longer than its Content-Length ${chunk.length}`);
-          }
-          hasher?.update(value);
-          queue.push(value);
-          if (Date.now() > (leased.state.leaseUntil ?? 0) - RENEW_MS) await this.renew(leased);
-          while (queue.size >= next.partSize) {
-            if (next.parts.length + inflight.length >= MAX_PARTS - 1) {
-              throw new RegistryError("SIZE_INVALID", `blob too large: at most ${MAX_PARTS - 1} parts of ${next.partSize} bytes`);
-            }
-            if (!upload) {
-              const dataKey = next.dataKey ?? keys.uploadData(next.id);
-              upload = next.multipartId
-                ? this.bucket.resumeMultipartUpload(dataKey, next.multipartId)
-                : await this.bucket.createMultipartUpload(dataKey);
-              next.multipartId = upload.uploadId;
-            }
-            const index = next.parts.length + inflight.length;
-            inflight.push(upload.uploadPart(index + 1, queue.take(next.partSize)));
-            if (inflight.length >= PARALLEL_PARTS) next.parts.push(await inflight.shift()!);
-          }
-        }
-        for (const part of inflight.splice(0)) next.parts.push(await part);
-      } catch (error) {
-        await Promise.allSettled(inflight);
-        await reader.cancel().catch(() => undefined);
-        throw error;
-      }
-    }
-    if (!interrupted && chunk.length !== undefined && received !== chunk.length) {
-      throw new RegistryError("SIZE_INVALID", `received ${received} bytes but Content-Length said ${chunk.length}`);
-    }
-    const tail = queue.drain();
-    next.offset = state.offset + received;
-    if (hasher) next.hash = hasher.save();
-    next.tailSize = tail.byteLength;
-    next.tailSerial = 0;
-    if (tail.byteLength > 0 && received > 0) {
-      next.tailSerial = state.tailSerial + 1;
-      await this.bucket.put(keys.uploadTail(next.id, next.tailSerial), tail);
-    } else if (tail.byteLength > 0) {
-      next.tailSerial = state.tailSerial;
-    }
-    return { state: next, tail, interrupted };
+    const done = await ingest({
+      bucket: this.bucket,
+      dataKey: state.dataKey,
+      segments: state.segments,
+      hasher: Sha256.restore(state.hash),
+      body: chunk.body,
+      ...(chunk.length !== undefined ? { length: chunk.length } : {}),
+      partSize: this.partSize,
+      onProgress: async () => {
+        if (Date.now() > (leased.state.leaseUntil ?? 0) - RENEW_MS) await this.renew(leased);
+      },
+    });
+    const next: SessionState = { ...leased.state, segments: done.segments, offset: state.offset + done.stored, hash: done.hash };
+    return { state: next, ...(done.interrupted !== undefined ? { interrupted: done.interrupted } : {}) };
   }
-}
-
-/** What {@link R2Uploads.write} produced. */
-interface Written {
-  state: SessionState;
-  tail: Uint8Array;
-  interrupted?: unknown;
 }

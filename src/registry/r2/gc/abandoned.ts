@@ -1,5 +1,5 @@
 import { keys, lastSegment, listAll } from "../keys";
-import type { SessionState } from "../uploads";
+import type { AnySessionState } from "../uploads";
 
 /** What a cleanup of abandoned uploads removed. */
 export interface AbandonedReport {
@@ -15,7 +15,8 @@ const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}(-hel
  * Removes uploads nobody touched for `maxAgeMs`: this registry's sessions (aborting their R2
  * multipart uploads, deleting pending tails) and serverless-registry's leftovers (`<name>/uploads/`
  * records, and the `<uuid>` / `<uuid>-helper` objects it leaves at the bucket root). Bytes an
- * upload already published are never touched here.
+ * upload stored (`_data/`) are never touched here: once its session is gone, the sweep of orphans
+ * judges them.
  *
  * @example
  * await removeAbandonedUploads(bucket, ["team/app"], 24 * 3600 * 1000);
@@ -38,10 +39,10 @@ export async function removeAbandonedUploads(
   }
   const live = new Set<string>();
   for (const [id, object] of sessions) {
-    let state: Partial<SessionState> = {};
+    let state: AnySessionState = {};
     const body = await bucket.get(object.key);
     try {
-      state = body ? (JSON.parse(await body.text()) as Partial<SessionState>) : {};
+      state = body ? (JSON.parse(await body.text()) as AnySessionState) : {};
     } catch {
       state = {};
     }

@@ -1,5 +1,7 @@
 import { DATA_METADATA, keys, listAll } from "../keys";
 import type { R2Links } from "../links";
+import { dataKeyOf } from "../segments";
+import type { AnySessionState } from "../uploads";
 
 /** What the sweep of assembled uploads found. */
 export interface OrphanReport {
@@ -9,10 +11,11 @@ export interface OrphanReport {
 }
 
 /**
- * The `_data/` keys pointers use: those of every catalogued repository, and those the links index
- * names. A repository enters the catalog with its first manifest, so a pointer published before
+ * The `_data/` keys in use: those pointers of every catalogued repository name, those the links
+ * index names, and those of upload sessions still open (their segments are stored as they
+ * arrive). A repository enters the catalog with its first manifest, so a pointer published before
  * that (an upload finishing ahead of its manifest) is found through the index only; `share()`
- * indexes a pointer before it writes it.
+ * indexes a pointer before it writes it, and a session is removed only after it published.
  */
 async function pointedAt(bucket: R2Bucket, links: R2Links, repositories: () => AsyncIterable<string>): Promise<Set<string>> {
   const used = new Set<string>();
@@ -26,11 +29,20 @@ async function pointedAt(bucket: R2Bucket, links: R2Links, repositories: () => A
     const data = (await bucket.head(keys.blob(name, digest)))?.customMetadata?.[DATA_METADATA];
     if (data) used.add(data);
   }
+  for await (const object of listAll(bucket, { prefix: keys.uploadsPrefix })) {
+    const state = await bucket.get(object.key);
+    try {
+      const dataKey = state ? (JSON.parse(await state.text()) as AnySessionState).dataKey : undefined;
+      if (dataKey) used.add(dataKey);
+    } catch {
+      // Not a session state: nothing it could use.
+    }
+  }
   return used;
 }
 
 /**
- * Deletes assembled uploads (`_data/<id>`) that no repository's pointer uses and that are older
+ * Deletes uploads' bytes (`_data/<id>` and its segments) that no pointer or open session uses and that are older
  * than `graceMs`: bytes of uploads whose finish failed half-way, or lost a race. Reads every
  * repository's blob keys, so it belongs to registry-wide runs. A tombstone on each candidate,
  * then a second look at every pointer, keeps a concurrent mount from ending up on deleted bytes.
@@ -51,19 +63,20 @@ export async function sweepOrphans(
   let cursor: string | undefined;
   do {
     const page = await bucket.list({ prefix: "_data/", limit: 1000, ...(cursor ? { cursor } : {}) });
-    for (const object of page.objects) if (!used.has(object.key) && object.uploaded.getTime() <= cutoff) candidates.push(object);
+    for (const object of page.objects) if (!used.has(dataKeyOf(object.key)) && object.uploaded.getTime() <= cutoff) candidates.push(object);
     cursor = page.truncated ? page.cursor : undefined;
   } while (cursor);
   const report: OrphanReport = { objects: 0, bytes: 0 };
   if (candidates.length === 0) return report;
   if (options.dryRun) return { objects: candidates.length, bytes: candidates.reduce((sum, o) => sum + o.size, 0) };
-  for (const object of candidates) await links.bury(object.key);
+  const buried = [...new Set(candidates.map((object) => dataKeyOf(object.key)))];
+  for (const dataKey of buried) await links.bury(dataKey);
   try {
     used = await pointedAt(bucket, links, repositories);
-    const doomed = candidates.filter((object) => !used.has(object.key));
+    const doomed = candidates.filter((object) => !used.has(dataKeyOf(object.key)));
     for (let i = 0; i < doomed.length; i += 1000) await bucket.delete(doomed.slice(i, i + 1000).map((o) => o.key));
     return { objects: doomed.length, bytes: doomed.reduce((sum, o) => sum + o.size, 0) };
   } finally {
-    for (const object of candidates) await links.unbury(object.key).catch(() => undefined);
+    for (const dataKey of buried) await links.unbury(dataKey).catch(() => undefined);
   }
 }

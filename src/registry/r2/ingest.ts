@@ -1,0 +1,237 @@
+import type { Sha256, Sha256State } from "../../crypto/sha256";
+import { RegistryError } from "../../errors";
+import { HeldBytes, heldBytes } from "./held";
+import { segmentKey } from "./segments";
+
+/** The smallest segment a known-length body is cut into: what a dropped request loses at most early on. */
+export const MIN_SEGMENT = 16 * 1024 * 1024;
+/** The largest segment: one R2 `put` takes at most 4.995 GiB. */
+export const MAX_SEGMENT = 4 * 1024 * 1024 * 1024;
+/**
+ * Most segments one upload may have: a `GET` reads each (a subrequest; 10,000 per invocation by
+ * default on the Paid plan).
+ */
+export const MAX_SEGMENTS = 9_000;
+/** R2's limit of parts in one multipart upload. */
+const MAX_PARTS = 10_000;
+
+/**
+ * How long the next segment of a known-length body is, once `offset` bytes are stored: twice what
+ * is stored (at least {@link MIN_SEGMENT}, at most {@link MAX_SEGMENT}). A request that breaks off
+ * keeps every whole segment, so at least a third of what arrived, and a blob of any size has few
+ * segments (a 1.1 GiB body: 5).
+ */
+export function segmentSizeAt(offset: number): number {
+  return Math.min(MAX_SEGMENT, Math.max(MIN_SEGMENT, 2 * offset));
+}
+
+/** What to stream where. */
+export interface IngestOptions {
+  bucket: R2Bucket;
+  /** The upload's data key; new segments go to `segmentKey(dataKey, segments.length)` and on. */
+  dataKey: string;
+  /** Sizes of the segments already stored. */
+  segments: readonly number[];
+  /** The running SHA-256 of every byte stored so far; it is fed this body's bytes. */
+  hasher: Sha256;
+  body: ReadableStream<Uint8Array>;
+  /** The body's length when the request said (Content-Length). */
+  length?: number;
+  /** Part size for a body of unknown length (it is buffered: two parts at most). */
+  partSize: number;
+  /** Called as bytes flow (to keep a lease alive). */
+  onProgress?: () => Promise<void>;
+}
+
+/** What a body left stored. */
+export interface Ingested {
+  /** Sizes of all segments, the new ones included. */
+  segments: number[];
+  /** Bytes of this body now stored. */
+  stored: number;
+  /** The SHA-256 state after the last stored byte. */
+  hash: Sha256State;
+  /** Most bytes of this body held in memory at once. */
+  peakHeld: number;
+  /** Set when the client's body broke off: what had arrived is stored as far as it could be. */
+  interrupted?: unknown;
+}
+
+/** Reads the next chunk, or reports that the client's stream broke. */
+async function next(reader: ReadableStreamDefaultReader<Uint8Array>): Promise<{ value?: Uint8Array; done: boolean; error?: unknown }> {
+  try {
+    return await reader.read();
+  } catch (error) {
+    return { done: true, error };
+  }
+}
+
+/**
+ * Streams a request body into R2 as new segments of an upload, hashing every byte once as it
+ * passes (see `segments.ts` for the layout).
+ *
+ * - Known length: each segment is a `put` fed straight from the body, nothing buffered; when the
+ *   body breaks off, the whole segments stay and the rest of this body is lost.
+ * - Unknown length (chunked transfer encoding): R2 wants a known length for every write, so the
+ *   body is cut into parts of `partSize` with at most two held at once (one filling, one being
+ *   written), and becomes one segment: a multipart object, or one plain object when short. When it
+ *   breaks off, everything that arrived is stored.
+ *
+ * @example
+ * const done = await ingest({ bucket, dataKey, segments: [], hasher: new Sha256(), body, length, partSize: 8 << 20 });
+ */
+export async function ingest(options: IngestOptions): Promise<Ingested> {
+  const gauge = new HeldBytes(heldBytes);
+  const reader = options.body.getReader();
+  try {
+    const done = options.length !== undefined ? await ingestKnown(options, options.length, reader, gauge) : await ingestChunked(options, reader, gauge);
+    return { ...done, peakHeld: gauge.peak };
+  } catch (error) {
+    await reader.cancel().catch(() => undefined);
+    throw error;
+  } finally {
+    gauge.release(gauge.current);
+  }
+}
+
+function tooManySegments(): RegistryError {
+  return new RegistryError("SIZE_INVALID", `an upload may have at most ${MAX_SEGMENTS} chunks; send larger chunks`);
+}
+
+type Done = Omit<Ingested, "peakHeld">;
+
+async function ingestKnown(options: IngestOptions, length: number, reader: ReadableStreamDefaultReader<Uint8Array>, gauge: HeldBytes): Promise<Done> {
+  const { bucket, dataKey, hasher } = options;
+  const segments = [...options.segments];
+  let stored = 0;
+  let hash = hasher.save();
+  let offset = segments.reduce((sum, size) => sum + size, 0);
+  let pending: Uint8Array | undefined;
+  let received = 0;
+  while (stored < length) {
+    if (segments.length >= MAX_SEGMENTS) throw tooManySegments();
+    const size = Math.min(length - stored, segmentSizeAt(offset));
+    const fixed = new FixedLengthStream(size);
+    const writer = fixed.writable.getWriter();
+    const put = bucket.put(segmentKey(dataKey, segments.length), fixed.readable);
+    put.catch(() => undefined);
+    let sent = 0;
+    let failure: { error: unknown; client: boolean } | undefined;
+    while (sent < size) {
+      let chunk = pending;
+      pending = undefined;
+      if (!chunk) {
+        const read = await next(reader);
+        if (read.error !== undefined || read.done) {
+          // A body that ends early though it said how long it is has broken off too.
+          failure = { error: read.error ?? new Error("the body ended before its Content-Length"), client: true };
+          break;
+        }
+        chunk = read.value!;
+        received += chunk.byteLength;
+        if (received > length) {
+          failure = { error: new RegistryError("SIZE_INVALID", `the chunk is longer than its Content-Length ${length}`), client: false };
+          break;
+        }
+      }
+      const take = Math.min(chunk.byteLength, size - sent);
+      const piece = take === chunk.byteLength ? chunk : chunk.subarray(0, take);
+      if (take < chunk.byteLength) pending = chunk.subarray(take);
+      hasher.update(piece);
+      gauge.hold(piece.byteLength);
+      try {
+        await writer.write(piece);
+      } catch (error) {
+        failure = { error, client: false };
+        break;
+      } finally {
+        gauge.release(piece.byteLength);
+      }
+      sent += take;
+      await options.onProgress?.();
+    }
+    if (failure) {
+      await writer.abort(failure.error).catch(() => undefined);
+      await put.catch(() => undefined);
+      if (failure.client) return { segments, stored, hash, interrupted: failure.error };
+      throw failure.error;
+    }
+    await writer.close();
+    await put;
+    segments.push(size);
+    stored += size;
+    offset += size;
+    hash = hasher.save();
+  }
+  return { segments, stored, hash };
+}
+
+async function ingestChunked(options: IngestOptions, reader: ReadableStreamDefaultReader<Uint8Array>, gauge: HeldBytes): Promise<Done> {
+  const { bucket, hasher, partSize } = options;
+  const segments = [...options.segments];
+  if (segments.length >= MAX_SEGMENTS) throw tooManySegments();
+  const key = segmentKey(options.dataKey, segments.length);
+  let upload: R2MultipartUpload | undefined;
+  const parts: R2UploadedPart[] = [];
+  let inflight: { part: Promise<R2UploadedPart>; buffer: Uint8Array } | undefined;
+  let spare: Uint8Array | undefined;
+  let buffer: Uint8Array | undefined;
+  let filled = 0;
+  let stored = 0;
+  let interrupted: unknown;
+
+  const settle = async () => {
+    if (!inflight) return;
+    const { part, buffer: written } = inflight;
+    inflight = undefined;
+    parts.push(await part);
+    gauge.release(written.byteLength);
+    spare = written;
+  };
+  try {
+    for (;;) {
+      const read = await next(reader);
+      if (read.error !== undefined) interrupted = read.error;
+      if (read.done) break;
+      const chunk = read.value!;
+      hasher.update(chunk);
+      stored += chunk.byteLength;
+      for (let at = 0; at < chunk.byteLength; ) {
+        if (!buffer) {
+          buffer = spare ?? new Uint8Array(partSize);
+          spare = undefined;
+        }
+        const n = Math.min(partSize - filled, chunk.byteLength - at);
+        buffer.set(chunk.subarray(at, at + n), filled);
+        gauge.hold(n);
+        filled += n;
+        at += n;
+        if (filled < partSize) continue;
+        if (parts.length + 1 >= MAX_PARTS) throw new RegistryError("SIZE_INVALID", `a chunk of unknown length may be at most ${MAX_PARTS - 1} parts of ${partSize} bytes`);
+        upload ??= await bucket.createMultipartUpload(key);
+        await settle();
+        inflight = { part: upload.uploadPart(parts.length + 1, buffer), buffer };
+        inflight.part.catch(() => undefined);
+        buffer = undefined;
+        filled = 0;
+      }
+      await options.onProgress?.();
+    }
+    await settle();
+    if (stored > 0) {
+      const rest = buffer ? buffer.subarray(0, filled) : new Uint8Array(0);
+      if (!upload) {
+        await bucket.put(key, rest);
+      } else {
+        if (rest.byteLength > 0) parts.push(await upload.uploadPart(parts.length + 1, rest));
+        await upload.complete(parts);
+      }
+      segments.push(stored);
+    }
+  } catch (error) {
+    if (inflight) await inflight.part.catch(() => undefined);
+    if (upload) await upload.abort().catch(() => undefined);
+    throw error;
+  }
+  return { segments, stored, hash: hasher.save(), ...(interrupted !== undefined ? { interrupted } : {}) };
+}
