@@ -101,3 +101,24 @@ export function withLength(source: ReadableStream<Uint8Array>, length: number): 
     });
   return readable;
 }
+
+/**
+ * The bytes `start` to `end` (inclusive) of a stream, cancelling the source once they are through.
+ *
+ * @example
+ * const part = sliceStream(wholeBlob, 100, 199); // 100 bytes
+ */
+export function sliceStream(source: ReadableStream<Uint8Array>, start: number, end: number): ReadableStream<Uint8Array> {
+  let position = 0;
+  return source.pipeThrough(
+    new TransformStream<Uint8Array, Uint8Array>({
+      transform(chunk, controller) {
+        const from = Math.max(0, start - position);
+        const to = Math.min(chunk.byteLength, end + 1 - position);
+        position += chunk.byteLength;
+        if (to > from) controller.enqueue(chunk.subarray(from, to));
+        if (position > end) controller.terminate();
+      },
+    }),
+  );
+}

@@ -289,13 +289,41 @@ describe("pull-through from Docker Hub (anonymous bearer)", () => {
     expect((await pull(`/v2/${name}/blobs/${img.layer.digest}`, undefined)).status).toBe(200);
   });
 
-  it("serves a range of an uncached blob (copying it first)", async () => {
+  it("serves a range of an uncached blob without waiting for a copy: cut from the whole answer, which is cached meanwhile", async () => {
     const name = officialName();
     const img = await image(12);
+    // This upstream ignores Range and answers the whole blob.
     routes["https://registry-1.docker.io"] = fakeRegistry({ repo: `library/${name}`, image: img });
     const res = await pull(`/v2/${name}/blobs/${img.layer.digest}`, HUB_JSON, {}, { headers: { Range: "bytes=10-19" } });
     expect(res.status).toBe(206);
+    expect(res.headers.get("Content-Range")).toBe(`bytes 10-19/${img.layer.bytes.byteLength}`);
     expect(await bodyBytes(res)).toEqual(img.layer.bytes.slice(10, 20));
+    // The copy finished in the background: the blob is served without REGISTRIES_JSON.
+    const cached = await pull(`/v2/${name}/blobs/${img.layer.digest}`, undefined);
+    expect(cached.status).toBe(200);
+    expect(await bodyBytes(cached)).toEqual(img.layer.bytes);
+  });
+
+  it("passes an upstream's 206 answer to a range request through", async () => {
+    const name = officialName();
+    const img = await image(14, 5000);
+    const asked: (string | null)[] = [];
+    routes["https://registry-1.docker.io"] = (request) => {
+      const range = request.headers.get("Range");
+      asked.push(range);
+      const match = /^bytes=(\d+)-(\d+)$/.exec(range ?? "");
+      if (!match) return new Response(img.layer.bytes);
+      const [start, end] = [Number(match[1]), Number(match[2])];
+      return new Response(img.layer.bytes.slice(start, end + 1), {
+        status: 206,
+        headers: { "Content-Range": `bytes ${start}-${end}/${img.layer.bytes.byteLength}` },
+      });
+    };
+    const res = await pull(`/v2/${name}/blobs/${img.layer.digest}`, HUB_JSON, {}, { headers: { Range: "bytes=4000-4099" } });
+    expect(res.status).toBe(206);
+    expect(res.headers.get("Content-Range")).toBe(`bytes 4000-4099/${img.layer.bytes.byteLength}`);
+    expect(await bodyBytes(res)).toEqual(img.layer.bytes.slice(4000, 4100));
+    expect(asked).toEqual(["bytes=4000-4099"]);
   });
 
   it("fetches a new token once the cached one has expired", async () => {

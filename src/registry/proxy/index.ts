@@ -14,6 +14,9 @@ import type {
   Registry,
 } from "../registry";
 import { boundedTee } from "./tee";
+import { RegistryError } from "../../errors";
+import { sliceStream } from "../../streams";
+import { resolveRange } from "../r2/blobs";
 import type { Upstream } from "./upstream";
 
 export { Upstream, clearUpstreamTokens, type UpstreamConfig } from "./upstream";
@@ -32,6 +35,20 @@ export interface ProxyOptions {
 /** Marker of a tag cached from an upstream: which upstream; its `uploaded` time is the last check. */
 function tagMarkerKey(name: string, tag: string): string {
   return `_pullthrough/tags/${name}/${tag}`;
+}
+
+/** The `Range` header value of a range request. */
+function rangeHeader(range: RangeRequest): string {
+  if ("suffix" in range) return `bytes=-${range.suffix}`;
+  return `bytes=${range.offset}-${range.length === undefined ? "" : range.offset + range.length - 1}`;
+}
+
+/** `Content-Range: bytes a-b/size` of a 206 answer, or undefined when it is not that. */
+function parseServedRange(header: string | null): { start: number; end: number; size: number } | undefined {
+  const match = /^bytes (\d+)-(\d+)\/(\d+)$/.exec(header?.trim() ?? "");
+  if (!match) return undefined;
+  const [start, end, size] = [Number(match[1]), Number(match[2]), Number(match[3])];
+  return start <= end && end < size ? { start, end, size } : undefined;
 }
 
 /** Most bytes one side of a blob being streamed and cached may run ahead of the other. */
@@ -107,13 +124,20 @@ export class ProxyRegistry implements Registry {
     const algorithm = verifiable(digest);
     for (const upstream of this.upstreams) {
       try {
-        const response = await upstream.blob(name, digest, "GET");
+        const response = await upstream.blob(name, digest, "GET", range ? rangeHeader(range) : undefined);
         if (!response?.body) continue;
+        if (range && response.status === 206) {
+          // A range is passed through as the upstream answers it (not cached: a later whole GET is).
+          const served = parseServedRange(response.headers.get("Content-Range"));
+          if (served) return { digest, size: served.size, body: response.body, range: { start: served.start, end: served.end } };
+          await response.body.cancel();
+          continue;
+        }
         const size = Number(response.headers.get("Content-Length") ?? NaN);
         const known = Number.isSafeInteger(size) && size >= 0;
         const key = `${name}@${digest}`;
-        if (range || !known) {
-          // A range, or an unknown length: copy the whole blob first, then answer from the cache.
+        if (!known) {
+          // An unknown length: copy the whole blob first, then answer from the cache.
           if (!algorithm) throw new Error("cannot verify a blob of this digest algorithm");
           const copy = copying.get(key);
           if (copy) await response.body.cancel();
@@ -122,14 +146,19 @@ export class ProxyRegistry implements Registry {
           if (cached) return cached;
           continue;
         }
+        // The whole blob (the upstream ignored a Range): the client's bytes flow as they arrive
+        // while a copy goes into the cache, verified by R2 as it is written.
+        const wanted = range ? resolveRange(range, size) : undefined;
         let body = response.body;
         if (algorithm && !copying.has(key)) {
           const [client, cache] = boundedTee(body, TEE_LIMIT);
           body = client;
           this.options.waitUntil(this.copyBlob(name, digest, cache, size, upstream));
         }
+        if (wanted) return { digest, size, body: sliceStream(body, wanted.start, wanted.end), range: wanted };
         return { digest, size, body };
       } catch (error) {
+        if (error instanceof RegistryError) throw error;
         log(upstream, `GET blob ${name}@${digest}`, error);
       }
     }

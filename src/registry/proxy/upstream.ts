@@ -117,9 +117,9 @@ export class Upstream {
     return this.pull(name, `manifests/${reference}`, method, { Accept: MANIFEST_ACCEPT });
   }
 
-  /** A blob; `null` when the upstream does not have it. */
-  blob(name: string, digest: string, method: "GET" | "HEAD"): Promise<Response | null> {
-    return this.pull(name, `blobs/${digest}`, method, {});
+  /** A blob, or the part a `Range` header value asks for; `null` when the upstream does not have it. */
+  blob(name: string, digest: string, method: "GET" | "HEAD", range?: string): Promise<Response | null> {
+    return this.pull(name, `blobs/${digest}`, method, range ? { Range: range } : {});
   }
 
   /** A page of the repository's tags; `null` when the upstream does not know it. */
