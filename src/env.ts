@@ -24,7 +24,7 @@ export interface Env {
   PUSH_COMPATIBILITY_MODE?: string;
   /** Largest PATCH body the deployment accepts, in bytes (advertised as OCI-Chunk-Max-Length). */
   MAX_CHUNK_SIZE?: string;
-  /** Size of the R2 multipart parts uploads are cut into, in bytes (default 16 MiB). */
+  /** Size of the R2 multipart parts a body of unknown length is cut into, in bytes (default 8 MiB). */
   UPLOAD_PART_SIZE?: string;
   /** Mode of scheduled garbage collections: `unreferenced` (default) or `untagged`. */
   GC_MODE?: string;
