@@ -3,7 +3,7 @@ import { parseRangeHeader } from "../http";
 import type { BlobInfo } from "../registry/registry";
 import { digestParam, nameParam, type Handler } from "./context";
 
-function blobHeaders(info: BlobInfo): Headers {
+function blobHeaders(info: Pick<BlobInfo, "digest">): Headers {
   return new Headers({
     "Content-Type": "application/octet-stream",
     "Docker-Content-Digest": info.digest,
@@ -36,7 +36,8 @@ export const getBlob: Handler = async (request, { registry }) => {
     headers.set("Content-Length", String(blob.range.end - blob.range.start + 1));
     return new Response(blob.body, { status: 206, headers });
   }
-  headers.set("Content-Length", String(blob.size));
+  // A blob an upstream streams without its length goes out chunked.
+  if (blob.size !== undefined) headers.set("Content-Length", String(blob.size));
   return new Response(blob.body, { status: 200, headers });
 };
 

@@ -14,7 +14,10 @@ export interface ByteRange {
 }
 
 /** A blob's content, whole or a range of it. */
-export interface BlobContent extends BlobInfo {
+export interface BlobContent {
+  digest: string;
+  /** The whole blob's size; absent only when an upstream streams a blob without saying. */
+  size?: number;
   body: ReadableStream<Uint8Array>;
   /** Set when only `range` of the blob is in `body`. */
   range?: ByteRange;

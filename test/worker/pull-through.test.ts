@@ -626,7 +626,7 @@ describe("bounded tee", () => {
 });
 
 describe("large blobs", () => {
-  it("streams and caches a blob larger than an upload part (multipart upload path)", async () => {
+  it("streams and caches a blob larger than an upload part (R2 checks its digest as it stores it)", async () => {
     const local = uniqueName("big");
     const img = await image(51, 12 * 1024 * 1024);
     routes["https://up.example"] = fakeRegistry({ repo: local, image: img });
@@ -644,6 +644,47 @@ describe("large blobs", () => {
     expect(cached.status).toBe(200);
     expect(cached.headers.get("Content-Length")).toBe(String(12 * 1024 * 1024));
     expect(await sha256(await bodyBytes(cached))).toBe(img.layer.digest);
+  });
+  it("streams a blob an upstream sends without its length at once, and caches it (verified) meanwhile", async () => {
+    const local = uniqueName("big");
+    const img = await image(52, 12 * 1024 * 1024 + 5);
+    // No Content-Length: the body is a stream of 1 MiB chunks.
+    routes["https://up.example"] = () =>
+      new Response(
+        new ReadableStream<Uint8Array>({
+          start(controller) {
+            for (let i = 0; i < img.layer.bytes.byteLength; i += 1024 * 1024) controller.enqueue(img.layer.bytes.slice(i, i + 1024 * 1024));
+            controller.close();
+          },
+        }),
+      );
+    const upstreams = JSON.stringify([{ registry: "https://up.example" }]);
+    const ctx = createExecutionContext();
+    const request = new Request(`${ORIGIN}/v2/${local}/blobs/${img.layer.digest}`, { headers: { Authorization: RW } });
+    const res = await worker.fetch(request, { ...env, REGISTRIES_JSON: upstreams } as Env, ctx);
+    expect(res.status).toBe(200);
+    expect(res.headers.get("Content-Length")).toBeNull();
+    expect(await sha256(await bodyBytes(res))).toBe(img.layer.digest);
+    await waitOnExecutionContext(ctx);
+    routes = {};
+    const cached = await pull(`/v2/${local}/blobs/${img.layer.digest}`, upstreams);
+    expect(cached.status).toBe(200);
+    expect(cached.headers.get("Content-Length")).toBe(String(img.layer.bytes.byteLength));
+    expect(await sha256(await bodyBytes(cached))).toBe(img.layer.digest);
+  });
+
+  it("does not cache a blob an upstream sends without its length when its bytes do not match the digest", async () => {
+    const local = uniqueName("big");
+    const img = await image(53, 2 * 1024 * 1024);
+    const wrong = bytesOf(2 * 1024 * 1024, 999);
+    routes["https://up.example"] = () => new Response(new Response(wrong).body!.pipeThrough(new TransformStream()));
+    const upstreams = JSON.stringify([{ registry: "https://up.example" }]);
+    const res = await pull(`/v2/${local}/blobs/${img.layer.digest}`, upstreams);
+    await bodyBytes(res);
+    routes = {};
+    const cached = await pull(`/v2/${local}/blobs/${img.layer.digest}`, upstreams);
+    expect(cached.status).toBe(404);
+    expect(await keysUnder(`${local}/`)).toEqual([]);
   });
 });
 

@@ -136,8 +136,8 @@ export class ProxyRegistry implements Registry {
         const size = Number(response.headers.get("Content-Length") ?? NaN);
         const known = Number.isSafeInteger(size) && size >= 0;
         const key = `${name}@${digest}`;
-        if (!known) {
-          // An unknown length: copy the whole blob first, then answer from the cache.
+        if (!known && range) {
+          // A range of a blob of unknown length: copy the whole blob first, then answer from the cache.
           if (!algorithm) throw new Error("cannot verify a blob of this digest algorithm");
           const copy = copying.get(key);
           if (copy) await response.body.cancel();
@@ -146,17 +146,18 @@ export class ProxyRegistry implements Registry {
           if (cached) return cached;
           continue;
         }
-        // The whole blob (the upstream ignored a Range): the client's bytes flow as they arrive
-        // while a copy goes into the cache, verified by R2 as it is written.
+        // The whole blob (the upstream ignored a Range, if one was asked for): the client's bytes
+        // flow as they arrive while a copy goes into the cache, verified as it is written (by R2
+        // when the length is known, else by the upload path's SHA-256).
         const wanted = range ? resolveRange(range, size) : undefined;
         let body = response.body;
         if (algorithm && !copying.has(key)) {
           const [client, cache] = boundedTee(body, TEE_LIMIT);
           body = client;
-          this.options.waitUntil(this.copyBlob(name, digest, cache, size, upstream));
+          this.options.waitUntil(this.copyBlob(name, digest, cache, known ? size : undefined, upstream));
         }
         if (wanted) return { digest, size, body: sliceStream(body, wanted.start, wanted.end), range: wanted };
-        return { digest, size, body };
+        return known ? { digest, size, body } : { digest, body };
       } catch (error) {
         if (error instanceof RegistryError) throw error;
         log(upstream, `GET blob ${name}@${digest}`, error);
