@@ -1,5 +1,6 @@
 import type { Sha256, Sha256State } from "../../crypto/sha256";
 import { RegistryError } from "../../errors";
+import { byteReader, type ByteReader } from "../../streams";
 import { HeldBytes, heldBytes } from "./held";
 import { segmentKey } from "./segments";
 
@@ -57,10 +58,11 @@ export interface Ingested {
   interrupted?: unknown;
 }
 
-/** Reads the next chunk, or reports that the client's stream broke. */
-async function next(reader: ReadableStreamDefaultReader<Uint8Array>): Promise<{ value?: Uint8Array; done: boolean; error?: unknown }> {
+/** Reads the next piece (at most `max` bytes where the stream allows), or reports that the client's stream broke. */
+async function next(reader: ByteReader, max: number): Promise<{ value?: Uint8Array; done: boolean; error?: unknown }> {
   try {
-    return await reader.read();
+    const value = await reader.read(max);
+    return value ? { value, done: false } : { done: true };
   } catch (error) {
     return { done: true, error };
   }
@@ -82,7 +84,7 @@ async function next(reader: ReadableStreamDefaultReader<Uint8Array>): Promise<{ 
  */
 export async function ingest(options: IngestOptions): Promise<Ingested> {
   const gauge = new HeldBytes(heldBytes);
-  const reader = options.body.getReader();
+  const reader = byteReader(options.body);
   try {
     const done = options.length !== undefined ? await ingestKnown(options, options.length, reader, gauge) : await ingestChunked(options, reader, gauge);
     return { ...done, peakHeld: gauge.peak };
@@ -100,7 +102,7 @@ function tooManySegments(): RegistryError {
 
 type Done = Omit<Ingested, "peakHeld">;
 
-async function ingestKnown(options: IngestOptions, length: number, reader: ReadableStreamDefaultReader<Uint8Array>, gauge: HeldBytes): Promise<Done> {
+async function ingestKnown(options: IngestOptions, length: number, reader: ByteReader, gauge: HeldBytes): Promise<Done> {
   const { bucket, dataKey, hasher } = options;
   const segments = [...options.segments];
   let stored = 0;
@@ -121,7 +123,7 @@ async function ingestKnown(options: IngestOptions, length: number, reader: Reada
       let chunk = pending;
       pending = undefined;
       if (!chunk) {
-        const read = await next(reader);
+        const read = await next(reader, size - sent);
         if (read.error !== undefined || read.done) {
           // A body that ends early though it said how long it is has broken off too.
           failure = { error: read.error ?? new Error("the body ended before its Content-Length"), client: true };
@@ -166,7 +168,7 @@ async function ingestKnown(options: IngestOptions, length: number, reader: Reada
   return { segments, stored, hash };
 }
 
-async function ingestChunked(options: IngestOptions, reader: ReadableStreamDefaultReader<Uint8Array>, gauge: HeldBytes): Promise<Done> {
+async function ingestChunked(options: IngestOptions, reader: ByteReader, gauge: HeldBytes): Promise<Done> {
   const { bucket, hasher, partSize } = options;
   const segments = [...options.segments];
   if (segments.length >= MAX_SEGMENTS) throw tooManySegments();
@@ -190,7 +192,7 @@ async function ingestChunked(options: IngestOptions, reader: ReadableStreamDefau
   };
   try {
     for (;;) {
-      const read = await next(reader);
+      const read = await next(reader, partSize - filled);
       if (read.error !== undefined) interrupted = read.error;
       if (read.done) break;
       const chunk = read.value!;
