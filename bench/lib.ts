@@ -1,10 +1,16 @@
 /**
  * Small helpers shared by the benchmarks: a keep-alive HTTP client that ignores self-signed
- * certificates, timing, and table printing.
+ * certificates, timing, table printing, and the minimal Worker they measure the stack with.
  */
-import { createHash } from "node:crypto";
+import { spawnSync } from "node:child_process";
+import { createHash, randomBytes } from "node:crypto";
+import { readdirSync, readFileSync } from "node:fs";
 import { Agent, request } from "node:https";
 import { Agent as HttpAgent, request as httpRequest } from "node:http";
+import { join } from "node:path";
+import { REPO_ROOT } from "../test/e2e/lib/dev-server.ts";
+import { httpFetch } from "../test/e2e/lib/http.ts";
+import { BackgroundProcess, cleanupAll, freePort, makeTempDir, removeTempDir } from "../test/e2e/lib/processes.ts";
 
 const httpsAgent = new Agent({ keepAlive: true, rejectUnauthorized: false, maxSockets: 64 });
 const httpAgent = new HttpAgent({ keepAlive: true, maxSockets: 64 });
@@ -99,4 +105,77 @@ export function ms(value: number): string {
 /** "×1.8" ratio of ours to theirs (below 1 is faster). */
 export function ratio(ours: number, theirs: number): string {
   return theirs > 0 ? `×${(ours / theirs).toFixed(2)}` : "n/a";
+}
+
+export interface RunningMinimalWorker {
+  url: string;
+  username: string;
+  password: string;
+  process: BackgroundProcess;
+  stop(): Promise<void>;
+}
+
+/**
+ * Starts `bench/minimal-worker` under this project's wrangler the way `pnpm dev` serves
+ * r2-registry (wrangler dev, HTTPS with a self-signed certificate, a local bucket in a temp dir,
+ * only warnings logged: wrangler printing a line per request would slow it down), so that the
+ * two differ only in the Worker's own code.
+ */
+export async function startMinimalWorker(): Promise<RunningMinimalWorker> {
+  const port = await freePort();
+  const inspectorPort = await freePort();
+  const state = makeTempDir("bench-minimal");
+  const username = "bench";
+  const password = randomBytes(12).toString("hex");
+  const config = join(REPO_ROOT, "bench", "minimal-worker", "wrangler.minimal.toml");
+  const wrangler = join(REPO_ROOT, "node_modules", "wrangler", "bin", "wrangler.js");
+  const proc = new BackgroundProcess(
+    process.execPath,
+    [
+      wrangler, "dev", "--config", config, "--ip", "127.0.0.1", "--port", String(port), "--local-protocol", "https",
+      "--persist-to", state, "--inspector-port", String(inspectorPort), "--show-interactive-dev-session=false",
+      "--var", `USERNAME:${username}`, "--var", `PASSWORD:${password}`,
+    ],
+    { label: "minimal Worker", cwd: REPO_ROOT, env: { CLOUDFLARE_CF_FETCH_ENABLED: "false", WRANGLER_SEND_METRICS: "false", WRANGLER_LOG: "warn" } },
+  );
+  const url = `https://127.0.0.1:${port}`;
+  const stop = () => cleanupAll([() => proc.stop(), () => removeTempDir(state)]);
+  try {
+    await proc.waitUntil("its first answer", async () => {
+      try {
+        return (await httpFetch({ url: `${url}/`, timeoutMs: 2000 })).status === 401;
+      } catch {
+        return false;
+      }
+    }, 120_000, 250);
+  } catch (error) {
+    await stop().catch(() => {});
+    throw error;
+  }
+  return { url, username, password, process: proc, stop };
+}
+
+const CLOCK_TICKS = Number(spawnSync("getconf", ["CLK_TCK"], { encoding: "utf8" }).stdout.trim()) || 100;
+
+/**
+ * CPU seconds (user + system) used so far by the live processes of a process group, e.g. a
+ * server started as a BackgroundProcess (its pid is the group's id): wrangler, workerd and all.
+ * Sampled before and after a load, it says what each request cost the server, a figure that
+ * other work on the machine disturbs far less than requests per second.
+ */
+export function groupCpuSeconds(group: number): number {
+  let ticks = 0;
+  for (const entry of readdirSync("/proc")) {
+    if (!/^\d+$/.test(entry)) continue;
+    let stat: string;
+    try {
+      stat = readFileSync(`/proc/${entry}/stat`, "utf8");
+    } catch {
+      continue; // gone meanwhile
+    }
+    // Fields after the parenthesised command name: state ppid pgrp … utime (14th) stime (15th).
+    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    if (Number(fields[2]) === group) ticks += Number(fields[11]) + Number(fields[12]);
+  }
+  return ticks / CLOCK_TICKS;
 }

@@ -20,8 +20,9 @@ const ALLOWED_HEADERS = "Authorization, Accept, Content-Type, Content-Range, Ran
 
 /** The request's Origin when CORS allows it (`CORS_ORIGINS`), else undefined. */
 export function allowedOrigin(request: Request, config: Config): string | undefined {
+  if (config.corsOrigins.length === 0) return undefined;
   const origin = request.headers.get("Origin");
-  if (!origin || config.corsOrigins.length === 0) return undefined;
+  if (!origin) return undefined;
   if (config.corsOrigins.includes("*") || config.corsOrigins.includes(origin)) return origin;
   return undefined;
 }

@@ -59,6 +59,8 @@ export class RegistryError extends Error {
   }
 }
 
+const encoder = new TextEncoder();
+
 /**
  * Builds the JSON error response for a code.
  *
@@ -72,6 +74,6 @@ export function errorResponse(error: RegistryError, method = "GET"): Response {
   const headers = new Headers(error.headers);
   headers.set("Content-Type", "application/json; charset=utf-8");
   // A HEAD answer carries no body, but says how long the GET body would be.
-  headers.set("Content-Length", String(new TextEncoder().encode(body).byteLength));
+  headers.set("Content-Length", String(encoder.encode(body).byteLength));
   return new Response(method === "HEAD" ? null : body, { status: error.status, headers });
 }

@@ -97,3 +97,23 @@ export function literalQueryParam(url: URL, key: string): string | undefined {
   }
   return undefined;
 }
+
+/**
+ * Lets `edit` change a response's headers in place, which is all the Worker's own responses
+ * need; only a response whose headers are immutable (one passed on from `fetch`) is copied
+ * first, the way `new Response(body, response)` copies it.
+ *
+ * @example
+ * return withHeaders(response, (headers) => headers.set("Docker-Distribution-API-Version", "registry/2.0"));
+ */
+export function withHeaders(response: Response, edit: (headers: Headers) => void): Response {
+  try {
+    edit(response.headers);
+    return response;
+  } catch (error) {
+    if (!(error instanceof TypeError)) throw error;
+  }
+  const copy = new Response(response.body, response);
+  edit(copy.headers);
+  return copy;
+}

@@ -7,6 +7,7 @@ import { R2Registry } from "./registry/r2";
 import { metered } from "./registry/r2/metered";
 import { ProxyRegistry, Upstream } from "./registry/proxy";
 import type { Registry } from "./registry/registry";
+import { withHeaders } from "./http";
 import { allowedMethods, createRouter } from "./router";
 
 const router = createRouter();
@@ -15,7 +16,7 @@ function isV2(pathname: string): boolean {
   return pathname === "/v2" || pathname.startsWith("/v2/");
 }
 
-async function handle(request: Request, env: Env, ctx: ExecutionContext, url: URL): Promise<Response> {
+async function handle(request: Request, env: Env, ctx: ExecutionContext, url: URL, config: Config): Promise<Response> {
   // A load balancer's health check: no credentials needed, nothing revealed.
   if (url.pathname === "/" && (request.method === "GET" || request.method === "HEAD")) {
     return new Response(request.method === "HEAD" ? null : "r2-registry\n", {
@@ -28,29 +29,27 @@ async function handle(request: Request, env: Env, ctx: ExecutionContext, url: UR
       status: 500,
     });
   }
-  const config = configFor(env);
   if (url.pathname === TOKEN_PATH && config.anonymousPull && request.method === "GET") return issueToken(request, config);
   const principal = await authenticate(request, config);
   if (!isV2(url.pathname)) throw new RegistryError("NOT_FOUND", `no such endpoint: ${url.pathname}`);
   // LOG_R2_OPERATIONS: count what each request costs in R2 operations, and log it, including the
   // work it leaves to waitUntil (e.g. a pull-through copy), once that is done too.
-  const meter = config.logR2Operations ? metered(env.REGISTRY) : undefined;
+  if (!config.logR2Operations) return await route(request, env.REGISTRY, config, principal, url, (promise) => ctx.waitUntil(promise));
+  const meter = metered(env.REGISTRY);
   const background: Promise<unknown>[] = [];
   const waitUntil = (promise: Promise<unknown>) => {
-    if (meter) background.push(promise);
+    background.push(promise);
     ctx.waitUntil(promise);
   };
   try {
-    return await route(request, meter?.bucket ?? env.REGISTRY, config, principal, url, waitUntil);
+    return await route(request, meter.bucket, config, principal, url, waitUntil);
   } finally {
-    if (meter) {
-      const log = () => {
-        const { classA, classB, free } = meter.usage;
-        console.log(`r2-registry: R2 operations for ${request.method} ${url.pathname}: class A ${classA}, class B ${classB}, free ${free}`);
-      };
-      if (background.length === 0) log();
-      else ctx.waitUntil(Promise.allSettled(background).then(log));
-    }
+    const log = () => {
+      const { classA, classB, free } = meter.usage;
+      console.log(`r2-registry: R2 operations for ${request.method} ${url.pathname}: class A ${classA}, class B ${classB}, free ${free}`);
+    };
+    if (background.length === 0) log();
+    else ctx.waitUntil(Promise.allSettled(background).then(log));
   }
 }
 
@@ -72,13 +71,7 @@ async function route(
       { waitUntil, bucket, ...(tagTtl !== undefined ? { tagTtl } : {}) },
     );
   }
-  const response = await router.fetch(request, {
-    registry,
-    config,
-    principal,
-    url,
-    waitUntil,
-  });
+  const response = await router.fetch(request, { registry, config, principal, url, waitUntil });
   if (response) return response;
   const allowed = allowedMethods(router, url.pathname);
   if (allowed.length > 0) {
@@ -89,9 +82,9 @@ async function route(
   throw new RegistryError("NOT_FOUND", `no such endpoint: ${request.method} ${url.pathname}`);
 }
 
-function failure(error: unknown, request: Request): Response {
+function failure(error: unknown, request: Request, url: URL): Response {
   if (error instanceof RegistryError) return errorResponse(error, request.method);
-  console.error(`r2-registry: ${request.method} ${new URL(request.url).pathname} failed:`, error);
+  console.error(`r2-registry: ${request.method} ${url.pathname} failed:`, error);
   return errorResponse(new RegistryError("UNKNOWN", "internal error; the registry's log has the details"), request.method);
 }
 
@@ -127,15 +120,15 @@ export default {
     if (preflight) return preflight;
     let response: Response;
     try {
-      response = await handle(request, env, ctx, url);
+      response = await handle(request, env, ctx, url, config);
     } catch (error) {
-      response = failure(error, request);
+      response = failure(error, request, url);
     }
-    response = new Response(response.body, response);
-    if (response.status === 401) response.headers.set("WWW-Authenticate", challengeFor(config, url.origin));
-    if (isV2(url.pathname)) response.headers.set("Docker-Distribution-API-Version", "registry/2.0");
-    addCorsHeaders(response.headers, request, config);
-    return response;
+    return withHeaders(response, (headers) => {
+      if (response.status === 401) headers.set("WWW-Authenticate", challengeFor(config, url.origin));
+      if (isV2(url.pathname)) headers.set("Docker-Distribution-API-Version", "registry/2.0");
+      addCorsHeaders(headers, request, config);
+    });
   },
 
   async scheduled(_controller: ScheduledController, env: Env): Promise<void> {

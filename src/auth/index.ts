@@ -1,6 +1,7 @@
 import type { Capability, Config } from "../config";
 import { RegistryError } from "../errors";
 import { constantTimeEqual, parseBasic } from "./basic";
+import { AcceptedHeaders } from "./cache";
 import { importVerificationKeys, looksLikeJwt, matchesRepository, verifyToken, type VerificationKey } from "./jwt";
 
 /** Who is asking, and what they may do. */
@@ -112,18 +113,38 @@ async function tokenKeys(config: Config): Promise<VerificationKey[] | undefined>
   }
 }
 
-async function fromToken(token: string, config: Config): Promise<Principal> {
+/** A caller let in, and until when their credentials hold (ms since the epoch; for ever when absent). */
+interface Accepted {
+  principal: Principal;
+  until?: number;
+}
+
+async function fromToken(token: string, config: Config): Promise<Accepted> {
   const keys = await tokenKeys(config);
   const claims = keys ? await verifyToken(token, keys) : undefined;
   if (!claims) throw unauthorized("invalid, expired or unverifiable token");
   const capabilities = new Set(claims.capabilities.filter((c): c is Capability => c === "pull" || c === "push"));
-  return { username: claims.subject, capabilities, ...(claims.repositories ? { repositories: claims.repositories } : {}) };
+  const principal = { username: claims.subject, capabilities, ...(claims.repositories ? { repositories: claims.repositories } : {}) };
+  return { principal, ...(claims.expiresAt !== undefined ? { until: claims.expiresAt } : {}) };
+}
+
+const acceptedCache = new WeakMap<Config, AcceptedHeaders<Principal>>();
+
+/** The `Authorization` headers accepted lately under this configuration. */
+function acceptedHeaders(config: Config): AcceptedHeaders<Principal> {
+  let cache = acceptedCache.get(config);
+  if (!cache) {
+    cache = new AcceptedHeaders<Principal>();
+    acceptedCache.set(config, cache);
+  }
+  return cache;
 }
 
 /**
  * Identifies the caller: Basic credentials of a configured user, a JWT (as the Basic password,
  * the original's way, or as `Authorization: Bearer`), or nobody when `ANONYMOUS_PULL` is on.
- * Throws UNAUTHORIZED (401 with a Basic challenge) otherwise.
+ * Throws UNAUTHORIZED (401 with a Basic challenge) otherwise. A header accepted lately is
+ * recognised without checking it again (see {@link AcceptedHeaders}).
  *
  * @example
  * const principal = await authenticate(request, config);
@@ -142,16 +163,27 @@ export async function authenticate(request: Request, config: Config): Promise<Pr
     if (config.anonymousPull) return ANONYMOUS;
     throw unauthorized("authentication required");
   }
+  // The same header again (every request of a pull carries it): no hashing, no signature check.
+  const cache = acceptedHeaders(config);
+  const known = cache.recall(header);
+  if (known) return known;
+  const { principal, until } = await identify(header, config);
+  cache.remember(header, principal, until);
+  return principal;
+}
+
+/** Checks an `Authorization` header afresh: who it stands for, or UNAUTHORIZED. */
+async function identify(header: string, config: Config): Promise<Accepted> {
   const bearer = /^\s*bearer\s+(\S+)\s*$/i.exec(header)?.[1];
   let given = parseBasic(header);
   if (bearer !== undefined) {
-    if (bearer === ANONYMOUS_TOKEN && config.anonymousPull) return ANONYMOUS;
+    if (bearer === ANONYMOUS_TOKEN && config.anonymousPull) return { principal: ANONYMOUS };
     if (!bearer.startsWith(BASIC_TOKEN)) return fromToken(bearer, config);
     given = parseBasic(`Basic ${bearer.slice(BASIC_TOKEN.length)}`);
   }
   if (!given) throw unauthorized("authentication required");
   const match = await matchCredential(given, config);
-  if (match) return match;
+  if (match) return { principal: match };
   if (config.jwtPublicKey && looksLikeJwt(given.password)) return fromToken(given.password, config);
   throw unauthorized("invalid username or password");
 }

@@ -15,6 +15,8 @@ export interface TokenClaims {
   capabilities: string[];
   /** Repository name patterns the token is limited to (`*` matches anything); all when absent. */
   repositories?: string[];
+  /** When the token stops verifying (its `exp` plus the tolerated skew), in ms since the epoch; never when absent. */
+  expiresAt?: number;
 }
 
 const EC: Record<string, { alg: TokenAlgorithm; hash: string }> = {
@@ -130,7 +132,8 @@ export async function verifyToken(token: string, keys: VerificationKey[], now = 
     return undefined;
   }
   const subject = [claims.sub, claims.username].find((s): s is string => typeof s === "string") ?? "token";
-  return { subject, capabilities, ...(repositories ? { repositories } : {}) };
+  const expiresAt = typeof claims.exp === "number" ? (claims.exp + LEEWAY) * 1000 : undefined;
+  return { subject, capabilities, ...(repositories ? { repositories } : {}), ...(expiresAt !== undefined ? { expiresAt } : {}) };
 }
 
 /**

@@ -28,9 +28,12 @@ function decoded(value: string | undefined, what: string): string {
   }
 }
 
-/** The validated repository name of a route. */
+/**
+ * The validated repository name of a route, checked once per request (the route's guard asks,
+ * then its handler).
+ */
 export function nameParam(request: IRequest): string {
-  return requireName(decoded(request.params.name, "name"));
+  return (request.validatedName ??= requireName(decoded(request.params.name, "name")));
 }
 
 /** A raw (decoded) route parameter. */

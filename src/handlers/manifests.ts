@@ -7,13 +7,14 @@ import { readLimited } from "../streams";
 import { contentLength } from "../http";
 import { nameParam, param, pathOf, type Handler } from "./context";
 
-function manifestHeaders(info: ManifestInfo): Headers {
-  return new Headers({
+/** The headers of a manifest answer (a plain record: the Response builds its Headers once). */
+function manifestHeaders(info: ManifestInfo): Record<string, string> {
+  return {
     "Content-Type": info.mediaType,
     "Content-Length": String(info.size),
     "Docker-Content-Digest": info.digest,
     ETag: `"${info.digest}"`,
-  });
+  };
 }
 
 function manifestUnknown(name: string, reference: string): RegistryError {
