@@ -124,9 +124,14 @@ async function ingestKnown(options: IngestOptions, length: number, reader: ByteR
       pending = undefined;
       if (!chunk) {
         const read = await next(reader, size - sent);
-        if (read.error !== undefined || read.done) {
-          // A body that ends early though it said how long it is has broken off too.
-          failure = { error: read.error ?? new Error("the body ended before its Content-Length"), client: true };
+        if (read.error !== undefined) {
+          failure = { error: read.error, client: true };
+          break;
+        }
+        if (read.done) {
+          // A body that ends cleanly before the length it announced (Content-Length, or a
+          // Content-Range of a chunked body) is the client's mistake: nothing of it is kept.
+          failure = { error: new RegistryError("SIZE_INVALID", `received ${received} bytes but the request announced ${length}`), client: false };
           break;
         }
         chunk = read.value!;
