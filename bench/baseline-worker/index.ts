@@ -8,6 +8,9 @@
  *                     (send multiples of 16 MiB but for the last), answers their etags as JSON
  * PUT <location>    → 201 once the parts (the JSON of every PATCH, concatenated) are completed
  * GET /blob         → the object, streamed from R2
+ * PUT /object…      → one `bucket.put(<path>, request.body)` of a body with a Content-Length:
+ *                     the floor of a streamed write (`pnpm bench big-layer`), e.g. PUT /object-2
+ * GET /object…      → that object, streamed from R2: the floor of a read
  */
 const PART = 16 * 1024 * 1024;
 
@@ -49,9 +52,19 @@ async function complete(request: Request, env: Env, url: URL): Promise<Response>
   return new Response(null, { status: 201 });
 }
 
+async function object(request: Request, env: Env, key: string): Promise<Response> {
+  if (request.method === "PUT") {
+    const stored = await env.BUCKET.put(key, request.body);
+    return Response.json({ size: stored?.size }, { status: 201 });
+  }
+  const found = await env.BUCKET.get(key);
+  return found ? new Response(found.body, { headers: { "content-length": String(found.size) } }) : new Response("not found", { status: 404 });
+}
+
 export default {
   async fetch(request: Request, env: Env): Promise<Response> {
     const url = new URL(request.url);
+    if (url.pathname.startsWith("/object")) return object(request, env, url.pathname.slice(1));
     if (request.method === "POST") {
       const upload = await env.BUCKET.createMultipartUpload("baseline");
       return new Response(null, { status: 202, headers: { location: `/upload/${encodeURIComponent(upload.uploadId)}?part=1` } });
