@@ -80,7 +80,10 @@ export async function readSegments(
     }
     await writer.close();
   };
-  pumpAll().catch((error: unknown) => writer.abort(error).catch(() => undefined));
+  pumpAll().catch((error: unknown) => {
+    console.error(`r2-registry: reading ${dataKey} broke off:`, error);
+    writer.abort(error).catch(() => undefined);
+  });
   return readable;
 }
 
