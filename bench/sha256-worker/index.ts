@@ -3,13 +3,16 @@
  * SHA-256 or with workerd's native `crypto.DigestStream`. workerd's clocks stand still while code
  * runs, so the caller times each request from outside.
  *
- * GET /generated?engine=wasm|digeststream|none&mib=256
- *       hashes that many MiB made in the Worker (one random 64 KiB chunk, over and over)
+ * GET /generated?engine=wasm|digeststream|none&mib=256[&span=100]
+ *       hashes that many MiB made in the Worker (one random 64 KiB chunk, over and over); with
+ *       `span`, the wasm state is saved as JSON and restored every that many MiB, as when an
+ *       upload spans several requests
  * POST /body?engine=wasm|digeststream|none
- *       hashes the request body chunk by chunk as it arrives, as an upload PATCH does
+ *       hashes the request body piece by piece as it arrives, read as an upload PATCH reads it
  * Both answer `{"digest": "<hex>", "bytes": n}` (`none` only counts the bytes).
  */
 import { Sha256 } from "../../src/crypto/sha256";
+import { byteReader } from "../../src/streams";
 
 type Engine = "wasm" | "digeststream" | "none";
 
@@ -18,10 +21,21 @@ interface Hasher {
   finish(): Promise<string> | string;
 }
 
-function hasher(engine: Engine): Hasher {
+function hasher(engine: Engine, spanBytes = 0): Hasher {
   if (engine === "wasm") {
-    const h = new Sha256();
-    return { update: (chunk) => void h.update(chunk), finish: () => h.digestHex() };
+    let h = new Sha256();
+    let sinceSave = 0;
+    return {
+      update: (chunk) => {
+        h.update(chunk);
+        sinceSave += chunk.byteLength;
+        if (spanBytes > 0 && sinceSave >= spanBytes) {
+          h = Sha256.restore(JSON.parse(JSON.stringify(h.save())));
+          sinceSave = 0;
+        }
+      },
+      finish: () => h.digestHex(),
+    };
   }
   if (engine === "digeststream") {
     const stream = new crypto.DigestStream("SHA-256");
@@ -42,7 +56,7 @@ export default {
     const url = new URL(request.url);
     const engine = (url.searchParams.get("engine") ?? "wasm") as Engine;
     if (!["wasm", "digeststream", "none"].includes(engine)) return new Response("unknown engine\n", { status: 400 });
-    const h = hasher(engine);
+    const h = hasher(engine, Number(url.searchParams.get("span") ?? 0) * 2 ** 20);
     let bytes = 0;
     if (url.pathname === "/generated") {
       const chunk = crypto.getRandomValues(new Uint8Array(65536));
@@ -52,12 +66,10 @@ export default {
         bytes += chunk.byteLength;
       }
     } else if (url.pathname === "/body" && request.body) {
-      const reader = request.body.getReader();
-      for (;;) {
-        const { done, value } = await reader.read();
-        if (done) break;
-        await h.update(value);
-        bytes += value.byteLength;
+      const reader = byteReader(request.body);
+      for (let piece = await reader.read(); piece; piece = await reader.read()) {
+        await h.update(piece);
+        bytes += piece.byteLength;
       }
     } else {
       return new Response("not found\n", { status: 404 });

@@ -95,6 +95,7 @@ function cases(): Case[] {
     { what: "Content-Range past the upload's end", path: session, init: { method: "PATCH", body: "abc", headers: { "Content-Range": `${sessionOffset + 10}-${sessionOffset + 12}` } }, status: 416, code: "RANGE_INVALID" },
     { what: "Content-Range overlapping what was received", path: session, init: { method: "PATCH", body: "abc", headers: { "Content-Range": "50-52" } }, status: 416, code: "RANGE_INVALID" },
     { what: "body (chunked) shorter than its Content-Range", path: session, init: { method: "PATCH", body: new Response("abc").body, duplex: "half", headers: { "Content-Range": `${sessionOffset}-${sessionOffset + 9}` } } as RequestInit, status: 400, code: "SIZE_INVALID" },
+    { what: "body (chunked) longer than its Content-Range", path: session, init: { method: "PATCH", body: new Response("abcdefghijklmnop").body, duplex: "half", headers: { "Content-Range": `${sessionOffset}-${sessionOffset + 9}` } } as RequestInit, status: 400, code: "SIZE_INVALID" },
     { what: "Content-Length disagreeing with Content-Range", path: session, init: { method: "PATCH", body: "abc", headers: { "Content-Range": `${sessionOffset}-${sessionOffset + 9}` } }, status: 416, code: "RANGE_INVALID" },
     { what: "blob Range past the end", path: `/v2/${REPO}/blobs/${image.blobs[1]}`, init: { headers: { Range: "bytes=999999-" } }, status: 416, code: "RANGE_INVALID" },
     // Sessions.

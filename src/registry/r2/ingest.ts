@@ -85,11 +85,17 @@ async function next(reader: ByteReader, max: number): Promise<{ value?: Uint8Arr
 export async function ingest(options: IngestOptions): Promise<Ingested> {
   const gauge = new HeldBytes(heldBytes);
   const reader = byteReader(options.body);
+  const written: string[] = [];
   try {
-    const done = options.length !== undefined ? await ingestKnown(options, options.length, reader, gauge) : await ingestChunked(options, reader, gauge);
+    const done = options.length !== undefined ? await ingestKnown(options, options.length, reader, gauge, written) : await ingestChunked(options, reader, gauge, written);
     return { ...done, peakHeld: gauge.peak };
   } catch (error) {
     await reader.cancel().catch(() => undefined);
+    // A body refused for what the client sent leaves nothing: the segments it wrote go (the
+    // session never listed them). Not when the lease was lost: another request owns them now.
+    if (error instanceof RegistryError && error.code !== "RANGE_INVALID" && written.length > 0) {
+      await options.bucket.delete(written).catch(() => undefined);
+    }
     throw error;
   } finally {
     gauge.release(gauge.current);
@@ -102,7 +108,7 @@ function tooManySegments(): RegistryError {
 
 type Done = Omit<Ingested, "peakHeld">;
 
-async function ingestKnown(options: IngestOptions, length: number, reader: ByteReader, gauge: HeldBytes): Promise<Done> {
+async function ingestKnown(options: IngestOptions, length: number, reader: ByteReader, gauge: HeldBytes, written: string[]): Promise<Done> {
   const { bucket, dataKey, hasher } = options;
   const segments = [...options.segments];
   let stored = 0;
@@ -115,10 +121,23 @@ async function ingestKnown(options: IngestOptions, length: number, reader: ByteR
     const size = Math.min(length - stored, segmentSizeAt(offset));
     const fixed = new FixedLengthStream(size);
     const writer = fixed.writable.getWriter();
-    const put = bucket.put(segmentKey(dataKey, segments.length), fixed.readable);
+    const key = segmentKey(dataKey, segments.length);
+    const put = bucket.put(key, fixed.readable);
     put.catch(() => undefined);
     let sent = 0;
     let failure: { error: unknown; client: boolean } | undefined;
+    // The piece handed to R2 last: the next one is read and hashed while it is written.
+    let writing: { done: Promise<void>; bytes: number } | undefined;
+    const settle = async () => {
+      if (!writing) return;
+      const { done, bytes } = writing;
+      writing = undefined;
+      try {
+        await done;
+      } finally {
+        gauge.release(bytes);
+      }
+    };
     while (sent < size) {
       let chunk = pending;
       pending = undefined;
@@ -145,17 +164,22 @@ async function ingestKnown(options: IngestOptions, length: number, reader: ByteR
       const piece = take === chunk.byteLength ? chunk : chunk.subarray(0, take);
       if (take < chunk.byteLength) pending = chunk.subarray(take);
       hasher.update(piece);
-      gauge.hold(piece.byteLength);
       try {
-        await writer.write(piece);
+        await settle();
       } catch (error) {
         failure = { error, client: false };
         break;
-      } finally {
-        gauge.release(piece.byteLength);
       }
+      gauge.hold(piece.byteLength);
+      writing = { done: writer.write(piece), bytes: piece.byteLength };
+      writing.done.catch(() => undefined);
       sent += take;
       await options.onProgress?.();
+    }
+    try {
+      await settle();
+    } catch (error) {
+      failure ??= { error, client: false };
     }
     if (failure) {
       await writer.abort(failure.error).catch(() => undefined);
@@ -165,15 +189,20 @@ async function ingestKnown(options: IngestOptions, length: number, reader: ByteR
     }
     await writer.close();
     await put;
+    written.push(key);
     segments.push(size);
     stored += size;
     offset += size;
     hash = hasher.save();
   }
+  // A chunked body longer than its Content-Range says: refused, as one past its length would be.
+  if ((pending && pending.byteLength > 0) || (await next(reader, 1)).value) {
+    throw new RegistryError("SIZE_INVALID", `the chunk is longer than the ${length} bytes it announced`);
+  }
   return { segments, stored, hash };
 }
 
-async function ingestChunked(options: IngestOptions, reader: ByteReader, gauge: HeldBytes): Promise<Done> {
+async function ingestChunked(options: IngestOptions, reader: ByteReader, gauge: HeldBytes, written: string[]): Promise<Done> {
   const { bucket, hasher, partSize } = options;
   const segments = [...options.segments];
   if (segments.length >= MAX_SEGMENTS) throw tooManySegments();
@@ -233,6 +262,7 @@ async function ingestChunked(options: IngestOptions, reader: ByteReader, gauge: 
         if (rest.byteLength > 0) parts.push(await upload.uploadPart(parts.length + 1, rest));
         await upload.complete(parts);
       }
+      written.push(key);
       segments.push(stored);
     }
   } catch (error) {

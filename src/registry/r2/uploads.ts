@@ -5,7 +5,7 @@ import type { BlobInfo, Chunk, UploadStatus } from "../registry";
 import type { R2Blobs } from "./blobs";
 import { ingest } from "./ingest";
 import { keys } from "./keys";
-import { deleteData } from "./segments";
+import { deleteData, segmentKey } from "./segments";
 
 /**
  * Default part size for a body of unknown length (chunked transfer encoding), which must be
@@ -83,6 +83,11 @@ function brokenOff(state: SessionState): RegistryError {
   });
 }
 
+/** True when a chunk may carry bytes (a body not announced as empty). */
+function hasBytes(chunk: Chunk): chunk is Chunk & { body: ReadableStream<Uint8Array> } {
+  return chunk.body !== null && chunk.length !== 0;
+}
+
 /** What writing one chunk left: the next state (not yet committed) and whether the body broke off. */
 interface Written {
   state: SessionState;
@@ -132,12 +137,19 @@ export class R2Uploads {
   }
 
   async finish(name: string, id: string, digest: Digest, chunk: Chunk): Promise<BlobInfo> {
-    const { leased, written } = await this.leaseAndWrite(name, id, chunk);
-    if (written.interrupted !== undefined) {
-      await this.commit(leased, written.state);
-      throw brokenOff(written.state);
+    let state: SessionState;
+    if (hasBytes(chunk)) {
+      const { leased, written } = await this.leaseAndWrite(name, id, chunk);
+      if (written.interrupted !== undefined) {
+        await this.commit(leased, written.state);
+        throw brokenOff(written.state);
+      }
+      state = written.state;
+    } else {
+      // Nothing to write (the common closing PUT): no lease to take, only a writer to wait for.
+      state = this.check((await this.load(name, id)).state, chunk);
+      if (chunk.body) await chunk.body.cancel().catch(() => undefined);
     }
-    const { state } = written;
     let published = false;
     // Whatever the outcome, the session ends here: on a wrong digest nothing is stored under it.
     try {
@@ -163,7 +175,8 @@ export class R2Uploads {
 
   async cancel(name: string, id: string): Promise<void> {
     const { state } = await this.load(name, id);
-    await this.discard(state);
+    await this.bucket.delete(keys.upload(state.id));
+    await deleteData(this.bucket, state.dataKey);
   }
 
   /** Takes the session and streams the chunk into it; the lease is given back on failure. */
@@ -177,10 +190,14 @@ export class R2Uploads {
     }
   }
 
-  /** Removes a session and the bytes it stored (unless they were published). */
+  /**
+   * Removes a session and the bytes it stored (unless they were published), in one call. Bytes a
+   * failed request may have left beyond the session's segments are the orphan sweep's.
+   */
   private async discard(state: SessionState, published = false): Promise<void> {
-    await this.bucket.delete(keys.upload(state.id));
-    if (!published) await deleteData(this.bucket, state.dataKey);
+    const doomed = [keys.upload(state.id)];
+    if (!published) doomed.push(...state.segments.map((_, i) => segmentKey(state.dataKey, i)));
+    await this.bucket.delete(doomed);
   }
 
   private async load(name: string, id: string): Promise<Leased> {
@@ -205,17 +222,22 @@ export class R2Uploads {
    */
   private async lease(name: string, id: string, chunk: Chunk): Promise<Leased> {
     const { state, etag } = await this.load(name, id);
-    const now = Date.now();
-    if (state.leaseUntil !== undefined && state.leaseUntil > now) {
+    this.check(state, chunk);
+    const leased: SessionState = { ...state, leaseUntil: Date.now() + LEASE_MS };
+    const written = await this.bucket.put(keys.upload(id), JSON.stringify(leased), { onlyIf: { etagMatches: etag } });
+    if (!written) throw outOfOrder(state, "another request is writing to this upload; resume from the offset in Range");
+    return { state: leased, etag: written.etag };
+  }
+
+  /** The session, when no other request is writing to it and the chunk starts where it stands. */
+  private check(state: SessionState, chunk: Chunk): SessionState {
+    if (state.leaseUntil !== undefined && state.leaseUntil > Date.now()) {
       throw outOfOrder(state, "another request is writing to this upload; resume from the offset in Range");
     }
     if (chunk.start !== undefined && chunk.start !== state.offset) {
       throw outOfOrder(state, `chunk starts at ${chunk.start} but the upload holds ${state.offset} bytes`);
     }
-    const leased: SessionState = { ...state, leaseUntil: now + LEASE_MS };
-    const written = await this.bucket.put(keys.upload(id), JSON.stringify(leased), { onlyIf: { etagMatches: etag } });
-    if (!written) throw outOfOrder(state, "another request is writing to this upload; resume from the offset in Range");
-    return { state: leased, etag: written.etag };
+    return state;
   }
 
   /** Extends a lease this request holds (a conditional write, so a lost lease is noticed). */
@@ -249,7 +271,7 @@ export class R2Uploads {
    */
   private async write(leased: Leased, chunk: Chunk): Promise<Written> {
     const state = leased.state;
-    if (!chunk.body || chunk.length === 0) {
+    if (!hasBytes(chunk)) {
       if (chunk.body) await chunk.body.cancel().catch(() => undefined);
       return { state };
     }
