@@ -147,6 +147,27 @@ describe("the byte path: how a blob's bytes are stored", () => {
     await expectReadsBack(name, digest, data, pieces.map((p) => p.bytes.byteLength));
   });
 
+  it("hashes a request that starts an upload natively, and rebuilds a resumable state from what is stored when another follows", async () => {
+    const name = uniqueName("bytes");
+    const first = bytesOf(3 * MiB, 34);
+    const second = bytesOf(2 * MiB, 35);
+    const { location } = await startUpload(name);
+    const id = idOf(location);
+    const a = await send(location, first, "known");
+    expect(a.status).toBe(202);
+    const afterFirst = (await session(id)) as { hash?: unknown; digest?: string };
+    expect(afterFirst.hash).toBeUndefined();
+    expect(afterFirst.digest).toBe(await sha256(first));
+    const b = await send(a.headers.get("Location")!, second, "chunked");
+    expect(b.status).toBe(202);
+    const afterSecond = (await session(id)) as { hash?: { length: number }; digest?: string };
+    expect(afterSecond.hash?.length).toBe(first.byteLength + second.byteLength);
+    expect(afterSecond.digest).toBeUndefined();
+    const digest = await sha256(concat(first, second));
+    expect((await call(withQuery(b.headers.get("Location")!, { digest }), { method: "PUT" })).status).toBe(201);
+    await expectReadsBack(name, digest, concat(first, second), [first.byteLength, second.byteLength]);
+  });
+
   it("a small blob (≤ 16 MiB) is copied to its blob key: one read on pulls, no pointer, no data left", async () => {
     const name = uniqueName("bytes");
     const bytes = bytesOf(3 * MiB, 27);

@@ -1,7 +1,8 @@
-import type { Sha256, Sha256State } from "../../crypto/sha256";
+import type { Sha256State } from "../../crypto/sha256";
 import { RegistryError } from "../../errors";
 import { byteReader, type ByteReader } from "../../streams";
 import { HeldBytes, heldBytes } from "./held";
+import type { RunningHash } from "./running-hash";
 import { segmentKey } from "./segments";
 
 /** The smallest segment a known-length body is cut into: what a dropped request loses at most early on. */
@@ -34,7 +35,7 @@ export interface IngestOptions {
   /** Sizes of the segments already stored. */
   segments: readonly number[];
   /** The running SHA-256 of every byte stored so far; it is fed this body's bytes. */
-  hasher: Sha256;
+  hasher: RunningHash;
   body: ReadableStream<Uint8Array>;
   /** The body's length when the request said (Content-Length). */
   length?: number;
@@ -50,8 +51,10 @@ export interface Ingested {
   segments: number[];
   /** Bytes of this body now stored. */
   stored: number;
-  /** The SHA-256 state after the last stored byte. */
-  hash: Sha256State;
+  /** The SHA-256 state after the last stored byte (a resumable hasher). */
+  hash?: Sha256State;
+  /** The digest of every byte stored (a native hasher, when the whole body was stored). */
+  digest?: string;
   /** Most bytes of this body held in memory at once. */
   peakHeld: number;
   /** Set when the client's body broke off: what had arrived is stored as far as it could be. */
@@ -80,7 +83,7 @@ async function next(reader: ByteReader, max: number): Promise<{ value?: Uint8Arr
  *   breaks off, everything that arrived is stored.
  *
  * @example
- * const done = await ingest({ bucket, dataKey, segments: [], hasher: new Sha256(), body, length, partSize: 8 << 20 });
+ * const done = await ingest({ bucket, dataKey, segments: [], hasher: RunningHash.native(), body, length, partSize: 8 << 20 });
  */
 export async function ingest(options: IngestOptions): Promise<Ingested> {
   const gauge = new HeldBytes(heldBytes);
@@ -163,8 +166,8 @@ async function ingestKnown(options: IngestOptions, length: number, reader: ByteR
       const take = Math.min(chunk.byteLength, size - sent);
       const piece = take === chunk.byteLength ? chunk : chunk.subarray(0, take);
       if (take < chunk.byteLength) pending = chunk.subarray(take);
-      hasher.update(piece);
       try {
+        await hasher.update(piece);
         await settle();
       } catch (error) {
         failure = { error, client: false };
@@ -184,7 +187,8 @@ async function ingestKnown(options: IngestOptions, length: number, reader: ByteR
     if (failure) {
       await writer.abort(failure.error).catch(() => undefined);
       await put.catch(() => undefined);
-      if (failure.client) return { segments, stored, hash, interrupted: failure.error };
+      hasher.abandon();
+      if (failure.client) return { segments, stored, ...(hash ? { hash } : {}), interrupted: failure.error };
       throw failure.error;
     }
     await writer.close();
@@ -197,9 +201,11 @@ async function ingestKnown(options: IngestOptions, length: number, reader: ByteR
   }
   // A chunked body longer than its Content-Range says: refused, as one past its length would be.
   if ((pending && pending.byteLength > 0) || (await next(reader, 1)).value) {
+    hasher.abandon();
     throw new RegistryError("SIZE_INVALID", `the chunk is longer than the ${length} bytes it announced`);
   }
-  return { segments, stored, hash };
+  const digest = await hasher.finish();
+  return { segments, stored, ...(hash ? { hash } : {}), ...(digest ? { digest } : {}) };
 }
 
 async function ingestChunked(options: IngestOptions, reader: ByteReader, gauge: HeldBytes, written: string[]): Promise<Done> {
@@ -230,7 +236,7 @@ async function ingestChunked(options: IngestOptions, reader: ByteReader, gauge: 
       if (read.error !== undefined) interrupted = read.error;
       if (read.done) break;
       const chunk = read.value!;
-      hasher.update(chunk);
+      await hasher.update(chunk);
       stored += chunk.byteLength;
       for (let at = 0; at < chunk.byteLength; ) {
         if (!buffer) {
@@ -266,9 +272,13 @@ async function ingestChunked(options: IngestOptions, reader: ByteReader, gauge: 
       segments.push(stored);
     }
   } catch (error) {
+    hasher.abandon();
     if (inflight) await inflight.part.catch(() => undefined);
     if (upload) await upload.abort().catch(() => undefined);
     throw error;
   }
-  return { segments, stored, hash: hasher.save(), ...(interrupted !== undefined ? { interrupted } : {}) };
+  // Everything that arrived is stored, even when the body broke off: the hash covers it all.
+  const hash = hasher.save();
+  const digest = await hasher.finish();
+  return { segments, stored, ...(hash ? { hash } : {}), ...(digest ? { digest } : {}), ...(interrupted !== undefined ? { interrupted } : {}) };
 }

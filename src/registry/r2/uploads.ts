@@ -5,7 +5,9 @@ import type { BlobInfo, Chunk, UploadStatus } from "../registry";
 import type { R2Blobs } from "./blobs";
 import { ingest } from "./ingest";
 import { keys } from "./keys";
-import { deleteData, segmentKey } from "./segments";
+import { RunningHash } from "./running-hash";
+import { deleteData, readSegments, segmentKey } from "./segments";
+import { byteReader } from "../../streams";
 
 /**
  * Default part size for a body of unknown length (chunked transfer encoding), which must be
@@ -34,8 +36,14 @@ export interface SessionState {
   dataKey: string;
   /** Sizes of the segments stored so far. */
   segments: number[];
-  /** SHA-256 of every byte received so far, resumable across requests. */
-  hash: Sha256State;
+  /**
+   * SHA-256 state of every byte received so far, resumable across requests. Absent after a
+   * request that started the upload (hashed natively, see `running-hash.ts`): the next request
+   * rebuilds it from the stored segments, and `digest` is the digest of those bytes.
+   */
+  hash?: Sha256State;
+  /** The digest of every byte received, when the bytes were hashed natively. */
+  digest?: string;
   createdAt: number;
   updatedAt: number;
   leaseUntil?: number;
@@ -154,7 +162,7 @@ export class R2Uploads {
     // Whatever the outcome, the session ends here: on a wrong digest nothing is stored under it.
     try {
       if (digest.algorithm === "sha256") {
-        const computed = `sha256:${Sha256.restore(state.hash).digestHex()}`;
+        const computed = state.hash || state.digest === undefined ? `sha256:${Sha256.restore(await this.hashState(state)).digestHex()}` : state.digest;
         if (computed !== digest.value) {
           throw new RegistryError("DIGEST_INVALID", `the uploaded content has digest ${computed}, not ${digest.value}`, {
             detail: { expected: digest.value, actual: computed },
@@ -275,11 +283,13 @@ export class R2Uploads {
       if (chunk.body) await chunk.body.cancel().catch(() => undefined);
       return { state };
     }
+    // The first request of an upload is hashed natively; later ones resume a saved state.
+    const hasher = state.offset === 0 ? RunningHash.native() : RunningHash.resumable(await this.hashState(state));
     const done = await ingest({
       bucket: this.bucket,
       dataKey: state.dataKey,
       segments: state.segments,
-      hasher: Sha256.restore(state.hash),
+      hasher,
       body: chunk.body,
       ...(chunk.length !== undefined ? { length: chunk.length } : {}),
       partSize: this.partSize,
@@ -287,7 +297,31 @@ export class R2Uploads {
         if (Date.now() > (leased.state.leaseUntil ?? 0) - RENEW_MS) await this.renew(leased);
       },
     });
-    const next: SessionState = { ...leased.state, segments: done.segments, offset: state.offset + done.stored, hash: done.hash };
+    const { hash: _, digest: __, ...rest } = leased.state;
+    const next: SessionState = {
+      ...rest,
+      segments: done.segments,
+      offset: state.offset + done.stored,
+      ...(done.hash ? { hash: done.hash } : {}),
+      ...(done.digest ? { digest: done.digest } : {}),
+    };
     return { state: next, ...(done.interrupted !== undefined ? { interrupted: done.interrupted } : {}) };
+  }
+
+  /**
+   * The session's resumable SHA-256 state: saved, or rebuilt by hashing the stored segments again
+   * (after a first request hashed natively, once another request follows it).
+   */
+  private async hashState(state: SessionState): Promise<Sha256State> {
+    if (state.hash) return state.hash;
+    const hasher = new Sha256();
+    if (state.offset > 0) {
+      const body = await readSegments(this.bucket, state.dataKey, state.segments, { start: 0, end: state.offset - 1 });
+      if (!body) throw new Error(`upload ${state.id} lost its stored bytes`);
+      const reader = byteReader(body);
+      for (let piece = await reader.read(); piece; piece = await reader.read()) hasher.update(piece);
+    }
+    if (hasher.length !== state.offset) throw new Error(`upload ${state.id}: read back ${hasher.length} of ${state.offset} bytes`);
+    return hasher.save();
   }
 }
