@@ -8,6 +8,7 @@ import { metered } from "./registry/r2/metered";
 import { ProxyRegistry, Upstream } from "./registry/proxy";
 import type { Registry } from "./registry/registry";
 import { withHeaders } from "./http";
+import { pump } from "./streams";
 import { allowedMethods, createRouter } from "./router";
 
 const router = createRouter();
@@ -41,16 +42,31 @@ async function handle(request: Request, env: Env, ctx: ExecutionContext, url: UR
     background.push(promise);
     ctx.waitUntil(promise);
   };
+  const log = () => {
+    const { classA, classB, free } = meter.usage;
+    console.log(`r2-registry: R2 operations for ${request.method} ${url.pathname}: class A ${classA}, class B ${classB}, free ${free}`);
+  };
+  let response: Response;
   try {
-    return await route(request, meter.bucket, config, principal, url, waitUntil);
-  } finally {
-    const log = () => {
-      const { classA, classB, free } = meter.usage;
-      console.log(`r2-registry: R2 operations for ${request.method} ${url.pathname}: class A ${classA}, class B ${classB}, free ${free}`);
-    };
+    response = await route(request, meter.bucket, config, principal, url, waitUntil);
+  } catch (error) {
     if (background.length === 0) log();
     else ctx.waitUntil(Promise.allSettled(background).then(log));
+    throw error;
   }
+  // A blob stored in segments is read while its body streams: count those reads too.
+  const length = Number(response.headers.get("Content-Length") ?? NaN);
+  if (response.body && Number.isSafeInteger(length)) {
+    const { readable, writable } = new FixedLengthStream(length);
+    const writer = writable.getWriter();
+    const streamed = pump(response.body, writer).then(() => writer.close());
+    streamed.catch((error: unknown) => writer.abort(error).catch(() => undefined));
+    background.push(streamed);
+    response = new Response(readable, response);
+  }
+  if (background.length === 0) log();
+  else ctx.waitUntil(Promise.allSettled(background).then(log));
+  return response;
 }
 
 async function route(

@@ -1,7 +1,7 @@
 import { env } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
 import { heldBytes } from "../../src/registry/r2/held";
-import { MAX_SEGMENT, MIN_SEGMENT, segmentSizeAt } from "../../src/registry/r2/ingest";
+import { MAX_SEGMENT, MIN_SEGMENT, nextSegment, segmentSizeAt } from "../../src/registry/r2/ingest";
 import { bodyBytes, bytesOf, call, concat, errorCode, hexOf, keysUnder, sha256, startUpload, uniqueName, withQuery } from "./helpers";
 
 const MiB = 1024 * 1024;
@@ -108,13 +108,18 @@ describe("the byte path: how a blob's bytes are stored", () => {
     expect(segmentSizeAt(48 * MiB)).toBe(96 * MiB);
     expect(segmentSizeAt(3 * 1024 * MiB)).toBe(MAX_SEGMENT);
     expect(MAX_SEGMENT).toBeLessThan(4.995 * 1024 * MiB); // one R2 put
+    // The rest of a body goes in one segment when it is at most twice the next planned one.
+    expect(nextSegment(0, 30 * MiB)).toBe(30 * MiB);
+    expect(nextSegment(0, 50 * MiB)).toBe(16 * MiB);
+    expect(nextSegment(16 * MiB, 34 * MiB)).toBe(34 * MiB);
+    expect(nextSegment(3 * 1024 * MiB, 6 * 1024 * MiB)).toBe(MAX_SEGMENT);
   });
 
   it("one known-length PATCH: plain segments, published as a pointer listing them, read whole and across each boundary", async () => {
     const name = uniqueName("bytes");
-    const bytes = bytesOf(50 * MiB, 21);
+    const bytes = bytesOf(120 * MiB, 21);
     const { digest, dataKey, segmentsBeforePut } = await upload(name, [{ bytes, how: "known" }]);
-    expect(segmentsBeforePut).toEqual([16 * MiB, 32 * MiB, 2 * MiB]);
+    expect(segmentsBeforePut).toEqual([16 * MiB, 32 * MiB, 72 * MiB]);
     const { metadata, body } = await pointer(name, digest);
     expect(metadata["r2-registry-data"]).toBe(dataKey);
     expect(metadata["r2-registry-segments"]).toBe("3");

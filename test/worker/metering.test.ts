@@ -1,7 +1,9 @@
-import { env } from "cloudflare:test";
+import { createExecutionContext, env, waitOnExecutionContext } from "cloudflare:test";
+import worker from "../../src/index";
+import type { Env } from "../../src/env";
 import { afterEach, describe, expect, it, vi } from "vitest";
 import { metered } from "../../src/registry/r2/metered";
-import { bytesOf, call, imageManifest, putManifest, uniqueName } from "./helpers";
+import { bytesOf, call, imageManifest, ORIGIN, putManifest, RW, uniqueName } from "./helpers";
 
 describe("R2 operation counts (LOG_R2_OPERATIONS)", () => {
   afterEach(() => vi.restoreAllMocks());
@@ -31,5 +33,26 @@ describe("R2 operation counts (LOG_R2_OPERATIONS)", () => {
     log.mockClear();
     await call(`/v2/${name}/manifests/v1`, { method: "HEAD" });
     expect(log).not.toHaveBeenCalled();
+  });
+
+  it("counts the reads a blob stored in segments makes while its body streams", async () => {
+    const name = uniqueName("metering");
+    const bytes = bytesOf(40 * 1024 * 1024, 3);
+    const start = await call(`/v2/${name}/blobs/uploads/`, { method: "POST" });
+    const patch = await call(start.headers.get("Location")!, { method: "PATCH", body: bytes });
+    expect(patch.status).toBe(202);
+    const hash = new Uint8Array(await crypto.subtle.digest("SHA-256", bytes));
+    const digest = `sha256:${[...hash].map((b) => b.toString(16).padStart(2, "0")).join("")}`;
+    expect((await call(`${patch.headers.get("Location")!}?digest=${digest}`, { method: "PUT" })).status).toBe(201);
+    const log = vi.spyOn(console, "log").mockImplementation(() => undefined);
+    // As a client does: read the body while the Worker streams it (`call` would wait for the
+    // background work first, which waits for this reader).
+    const ctx = createExecutionContext();
+    const request = new Request(`${ORIGIN}/v2/${name}/blobs/${digest}`, { headers: { Authorization: RW } });
+    const res = await worker.fetch(request, { ...env, LOG_R2_OPERATIONS: "true" } as Env, ctx);
+    expect((await res.arrayBuffer()).byteLength).toBe(bytes.byteLength);
+    await waitOnExecutionContext(ctx);
+    // The pointer, then its two segments (16 MiB and 24 MiB).
+    expect(log).toHaveBeenCalledWith(`r2-registry: R2 operations for GET /v2/${name}/blobs/${digest}: class A 0, class B 3, free 0`);
   });
 });

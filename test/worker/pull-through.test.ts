@@ -519,8 +519,14 @@ describe("pull-through caching", () => {
     const img = await image(43);
     routes["https://up.example"] = fakeRegistry({ repo: local, image: img });
     const log = vi.spyOn(console, "log").mockImplementation(() => undefined);
-    const res = await pull(`/v2/${local}/blobs/${img.layer.digest}`, JSON.stringify([{ registry: "https://up.example" }]), { LOG_R2_OPERATIONS: "true" });
+    // Read the body as a client does, then let the background work (the copy, and the count of
+    // what the streamed body read) finish.
+    const ctx = createExecutionContext();
+    const request = new Request(`${ORIGIN}/v2/${local}/blobs/${img.layer.digest}`, { headers: { Authorization: RW } });
+    const env2 = { ...env, REGISTRIES_JSON: JSON.stringify([{ registry: "https://up.example" }]), LOG_R2_OPERATIONS: "true" } as Env;
+    const res = await worker.fetch(request, env2, ctx);
     expect(await sha256(await bodyBytes(res))).toBe(img.layer.digest);
+    await waitOnExecutionContext(ctx);
     const line = log.mock.calls.map(([message]) => String(message)).find((m) => m.includes(`R2 operations for GET /v2/${local}/blobs/`));
     expect(line).toBeDefined();
     // The local miss is a read; the put of the cached copy happens after the answer.

@@ -20,11 +20,24 @@ const MAX_PARTS = 10_000;
 /**
  * How long the next segment of a known-length body is, once `offset` bytes are stored: twice what
  * is stored (at least {@link MIN_SEGMENT}, at most {@link MAX_SEGMENT}). A request that breaks off
- * keeps every whole segment, so at least a third of what arrived, and a blob of any size has few
- * segments (a 1.1 GiB body: 5).
+ * keeps every whole segment, and a blob of any size has few segments (a 1.1 GiB body: 5).
  */
 export function segmentSizeAt(offset: number): number {
   return Math.min(MAX_SEGMENT, Math.max(MIN_SEGMENT, 2 * offset));
+}
+
+/**
+ * The next segment of a body with `remaining` bytes to go: {@link segmentSizeAt}, or all of them
+ * when they are at most twice that (fewer segments, so fewer reads on every pull; what a request
+ * that breaks off loses stays within a segment).
+ *
+ * @example
+ * nextSegment(0, 30 << 20); // 30 MiB: one segment
+ * nextSegment(0, 50 << 20); // 16 MiB, then 34 MiB
+ */
+export function nextSegment(offset: number, remaining: number): number {
+  const planned = segmentSizeAt(offset);
+  return remaining <= 2 * planned && remaining <= MAX_SEGMENT ? remaining : Math.min(planned, remaining);
 }
 
 /** What to stream where. */
@@ -121,7 +134,7 @@ async function ingestKnown(options: IngestOptions, length: number, reader: ByteR
   let received = 0;
   while (stored < length) {
     if (segments.length >= MAX_SEGMENTS) throw tooManySegments();
-    const size = Math.min(length - stored, segmentSizeAt(offset));
+    const size = nextSegment(offset, length - stored);
     const fixed = new FixedLengthStream(size);
     const writer = fixed.writable.getWriter();
     const key = segmentKey(dataKey, segments.length);
