@@ -22,6 +22,8 @@ export class RunningHash {
 
   static native(): RunningHash {
     const digest = new crypto.DigestStream("SHA-256");
+    // An abandoned hash rejects its digest, which nobody awaits then.
+    digest.digest.catch(() => undefined);
     return new RunningHash(undefined, { writer: digest.getWriter(), digest: digest.digest });
   }
 
@@ -49,7 +51,7 @@ export class RunningHash {
 
   /** Drops a native hash whose bytes are not all stored. */
   abandon(): void {
-    this.stream?.writer.abort().catch(() => undefined);
+    this.stream?.writer.abort(new Error("the bytes were not all stored")).catch(() => undefined);
   }
 }
 
