@@ -11,16 +11,13 @@
 import { createHash } from "node:crypto";
 import { request as httpRequest } from "node:http";
 import { request as httpsRequest } from "node:https";
-import { dirname, join } from "node:path";
-import { fileURLToPath } from "node:url";
 import { startDevServer } from "../test/e2e/lib/dev-server.ts";
 import { GeneratedBlob } from "../test/e2e/lib/generated-blob.ts";
 import { headerValue, httpFetch, RegistryClient, type HttpResponse } from "../test/e2e/lib/http.ts";
-import { BackgroundProcess, freePort, makeTempDir, removeTempDir } from "../test/e2e/lib/processes.ts";
 import { mib, sampleMemory } from "./memory.ts";
 import { ratio, table } from "./lib.ts";
+import { startPlainWorker } from "./plain-worker.ts";
 
-const here = dirname(fileURLToPath(import.meta.url));
 const BYTES = Number(process.env.BENCH_BASELINE_BYTES ?? 2 * 2 ** 30);
 const CHUNK = 5 * 16 * 2 ** 20;
 
@@ -105,17 +102,9 @@ async function measure(side: Side, blob: GeneratedBlob): Promise<Trace> {
 }
 
 async function minimalWorker(blob: GeneratedBlob): Promise<Trace> {
-  const port = await freePort();
-  const state = makeTempDir("bench-baseline");
-  const wrangler = join(here, "..", "node_modules", ".bin", "wrangler");
-  const config = join(here, "baseline-worker", "wrangler.baseline.toml");
-  const proc = new BackgroundProcess(wrangler, ["dev", "--config", config, "--ip", "127.0.0.1", "--port", String(port), "--persist-to", state], {
-    label: "baseline worker",
-    env: { CLOUDFLARE_CF_FETCH_ENABLED: "false", WRANGLER_SEND_METRICS: "false" },
-  });
+  const worker = await startPlainWorker("baseline-worker/wrangler.baseline.toml", "baseline worker");
   try {
-    await proc.waitUntil("Ready on", () => proc.logs().includes("Ready on"), 120_000, 200);
-    const base = `http://127.0.0.1:${port}`;
+    const base = worker.url;
     const send: Send = (method, path, headers, body) => httpFetch({ method, url: `${base}${path}`, headers, body, timeoutMs: 300_000 });
     return await measure(
       {
@@ -130,13 +119,12 @@ async function minimalWorker(blob: GeneratedBlob): Promise<Trace> {
         read: () => "/blob",
         base,
         headers: {},
-        pid: proc.child.pid!,
+        pid: worker.pid,
       },
       blob,
     );
   } finally {
-    await proc.stop();
-    removeTempDir(state);
+    await worker.stop();
   }
 }
 

@@ -10,13 +10,10 @@
  * Run: pnpm bench sha256   (BENCH_SHA256_MIB to change the size, default 256)
  */
 import { createHash } from "node:crypto";
-import { dirname, join } from "node:path";
-import { fileURLToPath } from "node:url";
-import { BackgroundProcess, freePort, makeTempDir, removeTempDir } from "../test/e2e/lib/processes.ts";
+import { startPlainWorker } from "./plain-worker.ts";
 import { medianMs, table } from "./lib.ts";
 import { targetRow } from "./targets.ts";
 
-const here = dirname(fileURLToPath(import.meta.url));
 const MIB = Number(process.env.BENCH_SHA256_MIB ?? 256);
 const CHUNK = 65536;
 const engines = ["wasm", "digeststream", "none"] as const;
@@ -44,17 +41,9 @@ function body(block: Uint8Array): ReadableStream<Uint8Array> {
   });
 }
 
-const port = await freePort();
-const state = makeTempDir("bench-sha256");
-const wrangler = join(here, "..", "node_modules", ".bin", "wrangler");
-const config = join(here, "sha256-worker", "wrangler.sha256.toml");
-const proc = new BackgroundProcess(wrangler, ["dev", "--config", config, "--ip", "127.0.0.1", "--port", String(port), "--persist-to", state], {
-  label: "sha256 worker",
-  env: { CLOUDFLARE_CF_FETCH_ENABLED: "false", WRANGLER_SEND_METRICS: "false" },
-});
+const worker = await startPlainWorker("sha256-worker/wrangler.sha256.toml", "sha256 worker");
 try {
-  await proc.waitUntil("Ready on", () => proc.logs().includes("Ready on"), 120_000, 200);
-  const base = `http://127.0.0.1:${port}`;
+  const base = worker.url;
   const block = new Uint8Array(CHUNK).map(() => Math.floor(Math.random() * 256));
   const expected = createHash("sha256");
   for (let i = 0; i < MIB * 16; i++) expected.update(block);
@@ -99,6 +88,5 @@ try {
     targetRow("wasm SHA-256, data spanning requests (hashing alone)", alone(spanning), 400, (n) => `${n.toFixed(0)} MiB/s`, "at least"),
   ]);
 } finally {
-  await proc.stop();
-  removeTempDir(state);
+  await worker.stop();
 }
