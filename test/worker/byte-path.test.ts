@@ -219,6 +219,29 @@ describe("the byte path: how a blob's bytes are stored", () => {
     });
   }
 
+  it("a closing PUT sent twice at once, or again after a crash that left the session behind, never loses the published bytes", async () => {
+    const name = uniqueName("bytes");
+    const bytes = bytesOf(40 * MiB, 36);
+    const digest = await sha256(bytes);
+    const { location } = await startUpload(name);
+    const id = idOf(location);
+    expect((await send(location, bytes, "known")).status).toBe(202);
+    const saved = await (await env.REGISTRY.get(`_uploads/${id}`))!.text();
+    const close = () => call(withQuery(location, { digest }), { method: "PUT" });
+    const statuses = (await Promise.all([close(), close()])).map((r) => r.status).sort();
+    expect(statuses[0]).toBe(201);
+    expect([201, 404, 416]).toContain(statuses[1]);
+    await expectReadsBack(name, digest, bytes, [MIN_SEGMENT, 24 * MiB]);
+    // As if the Worker had stopped after publishing, before removing the session.
+    await env.REGISTRY.put(`_uploads/${id}`, saved);
+    expect((await close()).status).toBe(201);
+    await expectReadsBack(name, digest, bytes, [MIN_SEGMENT, 24 * MiB]);
+    // A DELETE of such a session leaves the bytes to the orphan sweep, which sees they are in use.
+    await env.REGISTRY.put(`_uploads/${id}`, saved);
+    expect((await call(location, { method: "DELETE" })).status).toBe(204);
+    await expectReadsBack(name, digest, bytes, [MIN_SEGMENT, 24 * MiB]);
+  });
+
   it("a known-length PATCH that breaks off keeps its whole segments; the client resumes from there", async () => {
     const name = uniqueName("bytes");
     const bytes = bytesOf(40 * MiB, 30);

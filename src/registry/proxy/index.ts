@@ -9,6 +9,7 @@ import type {
   ManifestInfo,
   Page,
   PageRequest,
+  ByteRange,
   RangeRequest,
   ReferrersRequest,
   Registry,
@@ -149,7 +150,13 @@ export class ProxyRegistry implements Registry {
         // The whole blob (the upstream ignored a Range, if one was asked for): the client's bytes
         // flow as they arrive while a copy goes into the cache, verified as it is written (by R2
         // when the length is known, else by the upload path's SHA-256).
-        const wanted = range ? resolveRange(range, size) : undefined;
+        let wanted: ByteRange | undefined;
+        try {
+          wanted = range ? resolveRange(range, size) : undefined;
+        } catch (error) {
+          await response.body.cancel().catch(() => undefined);
+          throw error;
+        }
         let body = response.body;
         if (algorithm && !copying.has(key)) {
           const [client, cache] = boundedTee(body, TEE_LIMIT);

@@ -190,7 +190,12 @@ async function ingestKnown(options: IngestOptions, length: number, reader: ByteR
       writing = { done: writer.write(piece), bytes: piece.byteLength };
       writing.done.catch(() => undefined);
       sent += take;
-      await options.onProgress?.();
+      try {
+        await options.onProgress?.();
+      } catch (error) {
+        failure = { error, client: false };
+        break;
+      }
     }
     try {
       await settle();

@@ -6,7 +6,7 @@ import type { R2Blobs } from "./blobs";
 import { ingest } from "./ingest";
 import { keys } from "./keys";
 import { RunningHash } from "./running-hash";
-import { deleteData, readSegments, segmentKey } from "./segments";
+import { readSegments, segmentKey } from "./segments";
 import { byteReader } from "../../streams";
 
 /**
@@ -145,19 +145,14 @@ export class R2Uploads {
   }
 
   async finish(name: string, id: string, digest: Digest, chunk: Chunk): Promise<BlobInfo> {
-    let state: SessionState;
-    if (hasBytes(chunk)) {
-      const { leased, written } = await this.leaseAndWrite(name, id, chunk);
-      if (written.interrupted !== undefined) {
-        await this.commit(leased, written.state);
-        throw brokenOff(written.state);
-      }
-      state = written.state;
-    } else {
-      // Nothing to write (the common closing PUT): no lease to take, only a writer to wait for.
-      state = this.check((await this.load(name, id)).state, chunk);
-      if (chunk.body) await chunk.body.cancel().catch(() => undefined);
+    // The lease makes this request the only one finishing the session: a retried PUT or a DELETE
+    // meanwhile is refused, so nothing deletes bytes this one publishes.
+    const { leased, written } = await this.leaseAndWrite(name, id, chunk);
+    if (written.interrupted !== undefined) {
+      await this.commit(leased, written.state);
+      throw brokenOff(written.state);
     }
+    const state = written.state;
     let published = false;
     // Whatever the outcome, the session ends here: on a wrong digest nothing is stored under it.
     try {
@@ -168,8 +163,13 @@ export class R2Uploads {
             detail: { expected: digest.value, actual: computed },
           });
         }
-        // The repository has the blob already (another push of the same layer won): keep that one.
-        if (await this.blobs.locate(name, digest.value)) return { digest: digest.value, size: state.offset };
+        // The repository has the blob already (another push of the same layer won, or this very
+        // session published it before a crash kept it from ending): keep that one.
+        const existing = await this.blobs.locate(name, digest.value);
+        if (existing) {
+          published = existing.dataKey === state.dataKey;
+          return { digest: digest.value, size: state.offset };
+        }
         const result = await this.blobs.publish(name, digest, { dataKey: state.dataKey, segments: state.segments, size: state.offset });
         published = result.kept;
         return result.info;
@@ -181,10 +181,14 @@ export class R2Uploads {
     }
   }
 
+  /**
+   * Ends a session (refused while a request writes to it). Its bytes are left to the sweep of
+   * orphans, which deletes them once no pointer uses them: a session that published them just
+   * before a crash kept it from ending must not lose them.
+   */
   async cancel(name: string, id: string): Promise<void> {
-    const { state } = await this.load(name, id);
+    const { state } = await this.lease(name, id, { body: null });
     await this.bucket.delete(keys.upload(state.id));
-    await deleteData(this.bucket, state.dataKey);
   }
 
   /** Takes the session and streams the chunk into it; the lease is given back on failure. */
