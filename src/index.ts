@@ -8,7 +8,7 @@ import { metered } from "./registry/r2/metered";
 import { ProxyRegistry, Upstream } from "./registry/proxy";
 import type { Registry } from "./registry/registry";
 import { withHeaders } from "./http";
-import { pump } from "./streams";
+import { fixedLength, pump } from "./streams";
 import { allowedMethods, createRouter } from "./router";
 
 const router = createRouter();
@@ -57,11 +57,9 @@ async function handle(request: Request, env: Env, ctx: ExecutionContext, url: UR
   // A blob stored in segments is read while its body streams: count those reads too.
   const length = Number(response.headers.get("Content-Length") ?? NaN);
   if (response.body && Number.isSafeInteger(length)) {
-    const { readable, writable } = new FixedLengthStream(length);
-    const writer = writable.getWriter();
-    const streamed = pump(response.body, writer).then(() => writer.close());
-    streamed.catch((error: unknown) => writer.abort(error).catch(() => undefined));
-    background.push(streamed);
+    const body = response.body;
+    const { readable, done } = fixedLength(length, (writer) => pump(body, writer));
+    background.push(done);
     response = new Response(readable, response);
   }
   if (background.length === 0) log();

@@ -126,22 +126,34 @@ export async function pump(source: ReadableStream<Uint8Array>, writer: WritableS
 }
 
 /**
- * A stream of a declared length, which R2 needs to write a stream it did not make itself (a
- * branch of a `tee`, a body of unknown length): the chunks pass through, nothing is buffered,
- * and the result errors when `source` is shorter or longer than `length`.
+ * A stream of a declared length (R2 wants one for any stream it did not make itself), filled by
+ * `fill` through its writer, which is closed once `fill` is done and aborted when it fails.
+ * `done` settles when the last byte is taken (or the filling failed).
+ *
+ * @example
+ * const { readable } = fixedLength(size, (writer) => pump(first, writer).then(() => pump(second, writer)));
+ */
+export function fixedLength(
+  length: number,
+  fill: (writer: WritableStreamDefaultWriter<Uint8Array>) => Promise<void>,
+): { readable: ReadableStream<Uint8Array>; done: Promise<void> } {
+  const { readable, writable } = new FixedLengthStream(length);
+  const writer = writable.getWriter();
+  const done = fill(writer).then(() => writer.close());
+  done.catch((error: unknown) => writer.abort(error).catch(() => undefined));
+  return { readable, done };
+}
+
+/**
+ * `source` as a stream of a declared length: the chunks pass through, nothing is buffered, and
+ * the result errors when `source` is shorter or longer than `length`.
  *
  * @example
  * await bucket.put(key, withLength(upstreamBody, size));
  */
 export function withLength(source: ReadableStream<Uint8Array>, length: number): ReadableStream<Uint8Array> {
-  const { readable, writable } = new FixedLengthStream(length);
-  const writer = writable.getWriter();
-  pump(source, writer)
-    .then(() => writer.close())
-    .catch((error: unknown) => {
-      writer.abort(error).catch(() => undefined);
-      source.cancel(error).catch(() => undefined);
-    });
+  const { readable, done } = fixedLength(length, (writer) => pump(source, writer));
+  done.catch((error: unknown) => source.cancel(error).catch(() => undefined));
   return readable;
 }
 

@@ -1,4 +1,5 @@
-import { pump } from "../../streams";
+import { fixedLength, pump } from "../../streams";
+import { deleteKeys, listAll } from "./keys";
 import type { ByteRange } from "../registry";
 
 /**
@@ -67,23 +68,16 @@ export async function readSegments(
     return bucket.get(segmentKey(dataKey, slice.index), whole ? {} : { range: { offset: slice.offset, length: slice.length } });
   };
   if (slices.length === 1) return (await open(slices[0]!))?.body ?? null;
-  const total = range.end - range.start + 1;
-  const { readable, writable } = new FixedLengthStream(total);
-  const writer = writable.getWriter();
-  const pumpAll = async () => {
-    // Each segment is opened once the previous one is through (the local R2 simulator fails when
-    // a stream it was given to store is fed from a read opened before that write began).
+  // Each segment is opened once the previous one is through (the local R2 simulator fails when
+  // a stream it was given to store is fed from a read opened before that write began).
+  const { readable, done } = fixedLength(range.end - range.start + 1, async (writer) => {
     for (const slice of slices) {
       const object = await open(slice);
       if (!object) throw new Error(`segment ${slice.index} of ${dataKey} is missing`);
       await pump(object.body, writer);
     }
-    await writer.close();
-  };
-  pumpAll().catch((error: unknown) => {
-    console.error(`r2-registry: reading ${dataKey} broke off:`, error);
-    writer.abort(error).catch(() => undefined);
   });
+  done.catch((error: unknown) => console.error(`r2-registry: reading ${dataKey} broke off:`, error));
   return readable;
 }
 
@@ -94,11 +88,8 @@ export async function readSegments(
  * await deleteData(bucket, "_data/abc");
  */
 export async function deleteData(bucket: R2Bucket, dataKey: string): Promise<void> {
-  let cursor: string | undefined;
-  do {
-    const page = await bucket.list({ prefix: `${dataKey}/`, limit: 1000, ...(cursor ? { cursor } : {}) });
-    if (page.objects.length > 0) await bucket.delete(page.objects.map((o) => o.key));
-    cursor = page.truncated ? page.cursor : undefined;
-  } while (cursor);
-  await bucket.delete(dataKey);
+  const doomed: string[] = [];
+  for await (const object of listAll(bucket, { prefix: `${dataKey}/`, flat: true })) doomed.push(object.key);
+  // The data key last: while it stands, its segments do too.
+  await deleteKeys(bucket, [...doomed, dataKey]);
 }
