@@ -7,12 +7,15 @@
  *
  * Run: pnpm bench multi-layer
  */
+import { createReadStream, statSync } from "node:fs";
 import { join } from "node:path";
 import { buildImage, seededBytes, writeOciLayout } from "../test/e2e/lib/oci-image.ts";
 import { makeTempDir, removeTempDir } from "../test/e2e/lib/processes.ts";
 import { mib } from "./memory.ts";
 import { median, ratio, table } from "./lib.ts";
 import { targetRow, times } from "./targets.ts";
+import { streamUpload } from "./http-stream.ts";
+import { startBaselineWorker } from "./streaming-floor.ts";
 import { measureTransfers, rate, type Transfers } from "./transfer.ts";
 
 const RUNS = Number(process.env.BENCH_RUNS ?? 3);
@@ -21,14 +24,45 @@ const IMAGES = [
   { layerMb: [80, 50, 30, 20, 10, 5, 3, 2] },
 ];
 
-/** Writes an image of incompressible layers of these sizes as an OCI layout; answers its bytes. */
-function writeImage(layerMb: number[], layout: string): number {
+/**
+ * The floor of a push under the local stack: every blob of the image (config and layers) `PUT`
+ * one after another into the minimal Worker (`bench/baseline-worker`: one `bucket.put` of a
+ * Content-Length body each, no hashing, no sessions, no checks), as skopeo sends them one after
+ * another, one request each. Seconds per run, a fresh Worker each run.
+ */
+async function pushFloor(files: string[], runs: number): Promise<number[]> {
+  const seconds: number[] = [];
+  for (let run = 0; run < runs; run++) {
+    const worker = await startBaselineWorker();
+    try {
+      const began = performance.now();
+      for (const [i, file] of files.entries()) {
+        const headers = { "content-type": "application/octet-stream", "content-length": String(statSync(file).size) };
+        const put = await streamUpload("PUT", `${worker.url}/object-${i}`, headers, createReadStream(file, { highWaterMark: 2 ** 20 }));
+        if (put.status !== 201) throw new Error(`baseline PUT /object-${i}: ${put.status} ${put.body}`);
+      }
+      seconds.push((performance.now() - began) / 1000);
+    } finally {
+      await worker.stop();
+    }
+  }
+  return seconds;
+}
+
+/** The files of an OCI layout's blobs, by digest. */
+function blobFiles(layout: string, digests: string[]): string[] {
+  return digests.map((digest) => join(layout, "blobs", ...digest.split(":")));
+}
+
+/** Writes an image of incompressible layers of these sizes as an OCI layout; answers its bytes and its blobs' digests. */
+function writeImage(layerMb: number[], layout: string): { bytes: number; blobs: string[] } {
   const image = buildImage({
     layers: layerMb.map((mb, i) => ({ files: [{ path: `data/layer-${i}.bin`, content: seededBytes(`bench-multi-${layerMb.length}-${i}`, mb * 1e6) }] })),
     architecture: "amd64",
   });
   writeOciLayout(layout, [{ tag: "v1", artifact: image }]);
-  return image.layers.reduce((sum, l) => sum + l.size, 0) + image.config.size + image.manifest.size;
+  const bytes = image.layers.reduce((sum, l) => sum + l.size, 0) + image.config.size + image.manifest.size;
+  return { bytes, blobs: [image.config.digest, ...image.layers.map((l) => l.digest)] };
 }
 
 function print(title: string, bytes: number, ours: Transfers, theirs: Transfers): void {
@@ -48,12 +82,16 @@ const work = makeTempDir("bench-multi");
 try {
   for (const [i, { layerMb, targets }] of IMAGES.entries()) {
     const layout = join(work, `layout-${i}`);
-    const bytes = writeImage(layerMb, layout);
+    const { bytes, blobs } = writeImage(layerMb, layout);
     const title = `${(bytes / 1e6).toFixed(0)} MB image of ${layerMb.length} layers`;
     console.log(`pushing and pulling a ${title}…`);
     const { ours, theirs } = await measureTransfers(layout, "v1", RUNS, join(work, `run-${i}`));
     print(title, bytes, ours, theirs);
     if (targets) {
+      const floor = await pushFloor(blobFiles(layout, blobs), RUNS);
+      table(`the floor of a push, ${title}: its ${blobs.length} blobs PUT one after another into the minimal Worker (median of ${RUNS})`, ["", "time", "÷ distribution's push", "r2-registry's push ÷ floor"], [
+        ["one bucket.put per blob, nothing else", `${median(floor).toFixed(2)} s`, times(median(floor) / median(theirs.push)), times(median(ours.push) / median(floor))],
+      ]);
       table(`targets of the issue, ${title}`, ["", "measured", "target", ""], [
         targetRow("skopeo push (ours) / distribution's skopeo push", median(ours.push) / median(theirs.push), targets.push, times),
         targetRow("skopeo pull (ours) / distribution's skopeo pull", median(ours.pull) / median(theirs.pull), targets.pull, times),

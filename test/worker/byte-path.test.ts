@@ -30,11 +30,16 @@ function breaking(bytes: Uint8Array): ReadableStream<Uint8Array> {
   });
 }
 
-/** PATCHes one chunk: with its length (Content-Length) or without (a stream). */
-async function send(location: string, bytes: Uint8Array, how: "known" | "chunked", options: { env?: Record<string, string> } = {}): Promise<Response> {
+/**
+ * PATCHes one chunk: with its length (Content-Length), with its length and where it goes
+ * (`ranged`: Content-Range from `start`, as resuming clients send it), or without (a stream).
+ */
+async function send(location: string, bytes: Uint8Array, how: How, options: { env?: Record<string, string>; start?: number } = {}): Promise<Response> {
+  const start = options.start ?? 0;
   const res = await call(location, {
     method: "PATCH",
-    body: how === "known" ? bytes : chunked(bytes),
+    body: how === "chunked" ? chunked(bytes) : bytes,
+    ...(how === "ranged" ? { headers: { "Content-Range": `${start}-${start + bytes.byteLength - 1}` } } : {}),
     duplex: "half",
     ...(options.env ? { env: options.env } : {}),
   } as RequestInit);
@@ -45,10 +50,12 @@ async function session(id: string): Promise<{ dataKey: string; segments: number[
   return JSON.parse(await (await env.REGISTRY.get(`_uploads/${id}`))!.text());
 }
 
+type How = "known" | "ranged" | "chunked";
+
 const idOf = (location: string) => location.split("/").pop()!.split("?")[0]!;
 
 /** Uploads `pieces` in turn (the last one in the closing PUT when `lastInPut`), returning what it stored. */
-async function upload(name: string, pieces: { bytes: Uint8Array; how: "known" | "chunked" }[], lastInPut = false) {
+async function upload(name: string, pieces: { bytes: Uint8Array; how: How }[], lastInPut = false) {
   const data = concat(...pieces.map((p) => p.bytes));
   const digest = await sha256(data);
   let { location } = await startUpload(name);
@@ -63,7 +70,7 @@ async function upload(name: string, pieces: { bytes: Uint8Array; how: "known" | 
   const last = lastInPut ? pieces.at(-1)! : undefined;
   const put = await call(withQuery(location, { digest }), {
     method: "PUT",
-    ...(last ? { body: last.how === "known" ? last.bytes : chunked(last.bytes), duplex: "half" } : {}),
+    ...(last ? { body: last.how === "chunked" ? chunked(last.bytes) : last.bytes, duplex: "half" } : {}),
   } as RequestInit);
   expect(put.status).toBe(201);
   return { data, digest, dataKey, segmentsBeforePut: segments };
@@ -108,17 +115,33 @@ describe("the byte path: how a blob's bytes are stored", () => {
     expect(segmentSizeAt(48 * MiB)).toBe(96 * MiB);
     expect(segmentSizeAt(3 * 1024 * MiB)).toBe(MAX_SEGMENT);
     expect(MAX_SEGMENT).toBeLessThan(4.995 * 1024 * MiB); // one R2 put
-    // The rest of a body goes in one segment when it is at most twice the next planned one.
-    expect(nextSegment(0, 30 * MiB)).toBe(30 * MiB);
-    expect(nextSegment(0, 50 * MiB)).toBe(16 * MiB);
-    expect(nextSegment(16 * MiB, 34 * MiB)).toBe(34 * MiB);
-    expect(nextSegment(3 * 1024 * MiB, 6 * 1024 * MiB)).toBe(MAX_SEGMENT);
+    // A resumable chunk: the rest goes in one segment when it is at most twice the next planned one.
+    expect(nextSegment(0, 30 * MiB, true)).toBe(30 * MiB);
+    expect(nextSegment(0, 50 * MiB, true)).toBe(16 * MiB);
+    expect(nextSegment(16 * MiB, 34 * MiB, true)).toBe(34 * MiB);
+    expect(nextSegment(3 * 1024 * MiB, 6 * 1024 * MiB, true)).toBe(MAX_SEGMENT);
+    // A whole blob in one request: one segment, up to one put's limit.
+    expect(nextSegment(0, 1100 * MiB, false)).toBe(1100 * MiB);
+    expect(nextSegment(0, 6 * 1024 * MiB, false)).toBe(MAX_SEGMENT);
   });
 
-  it("one known-length PATCH: plain segments, published as a pointer listing them, read whole and across each boundary", async () => {
+  it("one known-length PATCH without Content-Range (skopeo): one plain segment, published as a pointer, so a pull reads two objects", async () => {
+    const name = uniqueName("bytes");
+    const bytes = bytesOf(60 * MiB, 37);
+    const { digest, dataKey, segmentsBeforePut } = await upload(name, [{ bytes, how: "known" }]);
+    expect(segmentsBeforePut).toEqual([60 * MiB]);
+    const { metadata, body } = await pointer(name, digest);
+    expect(metadata["r2-registry-data"]).toBe(dataKey);
+    expect(JSON.parse(body!)).toEqual({ segments: [60 * MiB] });
+    expect((await env.REGISTRY.head(dataKey))?.size).toBe(60 * MiB);
+    expect(await keysUnder(`${dataKey}/`)).toEqual([]);
+    await expectReadsBack(name, digest, bytes, [16 * MiB, 44 * MiB]);
+  });
+
+  it("one resumable PATCH (Content-Range): plain segments that double, published as a pointer listing them, read whole and across each boundary", async () => {
     const name = uniqueName("bytes");
     const bytes = bytesOf(120 * MiB, 21);
-    const { digest, dataKey, segmentsBeforePut } = await upload(name, [{ bytes, how: "known" }]);
+    const { digest, dataKey, segmentsBeforePut } = await upload(name, [{ bytes, how: "ranged" }]);
     expect(segmentsBeforePut).toEqual([16 * MiB, 32 * MiB, 72 * MiB]);
     const { metadata, body } = await pointer(name, digest);
     expect(metadata["r2-registry-data"]).toBe(dataKey);
@@ -225,7 +248,7 @@ describe("the byte path: how a blob's bytes are stored", () => {
     const digest = await sha256(bytes);
     const { location } = await startUpload(name);
     const id = idOf(location);
-    expect((await send(location, bytes, "known")).status).toBe(202);
+    expect((await send(location, bytes, "ranged")).status).toBe(202);
     const saved = await (await env.REGISTRY.get(`_uploads/${id}`))!.text();
     const close = () => call(withQuery(location, { digest }), { method: "PUT" });
     const statuses = (await Promise.all([close(), close()])).map((r) => r.status).sort();
@@ -242,7 +265,7 @@ describe("the byte path: how a blob's bytes are stored", () => {
     await expectReadsBack(name, digest, bytes, [MIN_SEGMENT, 24 * MiB]);
   });
 
-  it("a known-length PATCH that breaks off keeps its whole segments; the client resumes from there", async () => {
+  it("a resumable PATCH (Content-Range) that breaks off keeps its whole segments; the client resumes from there", async () => {
     const name = uniqueName("bytes");
     const bytes = bytesOf(40 * MiB, 30);
     const { location } = await startUpload(name);
@@ -251,7 +274,7 @@ describe("the byte path: how a blob's bytes are stored", () => {
     await call(location, {
       method: "PATCH",
       body: breaking(bytes.subarray(0, cut)),
-      headers: { "Content-Length": String(bytes.byteLength) },
+      headers: { "Content-Length": String(bytes.byteLength), "Content-Range": `0-${bytes.byteLength - 1}` },
       duplex: "half",
     } as RequestInit).catch(() => undefined);
     const status = await call(location);
@@ -264,6 +287,29 @@ describe("the byte path: how a blob's bytes are stored", () => {
     const digest = await sha256(bytes);
     expect((await call(withQuery(location, { digest }), { method: "PUT" })).status).toBe(201);
     await expectReadsBack(name, digest, bytes, [MIN_SEGMENT, rest.byteLength]);
+  });
+  it("a whole blob PATCHed without Content-Range that breaks off keeps nothing; the upload stays open at 0", async () => {
+    const name = uniqueName("bytes");
+    const bytes = bytesOf(40 * MiB, 38);
+    const { location } = await startUpload(name);
+    const id = idOf(location);
+    await call(location, {
+      method: "PATCH",
+      body: breaking(bytes.subarray(0, 20 * MiB)),
+      headers: { "Content-Length": String(bytes.byteLength) },
+      duplex: "half",
+    } as RequestInit).catch(() => undefined);
+    const status = await call(location);
+    expect(status.status).toBe(204);
+    expect(status.headers.get("Range")).toBe("0-0");
+    const { dataKey, segments } = await session(id);
+    expect(segments).toEqual([]);
+    expect(await env.REGISTRY.head(dataKey)).toBeNull();
+    const again = await send(location, bytes, "known");
+    expect(again.status).toBe(202);
+    const digest = await sha256(bytes);
+    expect((await call(withQuery(again.headers.get("Location")!, { digest }), { method: "PUT" })).status).toBe(201);
+    await expectReadsBack(name, digest, bytes, [bytes.byteLength]);
   });
 });
 

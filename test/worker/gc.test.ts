@@ -388,13 +388,15 @@ describe("registry-wide hygiene", () => {
     const name = uniqueName("multipart");
     const open = async (body: Uint8Array | ReadableStream) => {
       const { location } = await startUpload(name);
-      const headers: Record<string, string> = body instanceof Uint8Array ? { "Content-Length": String(body.byteLength) } : {};
+      // A known length is sent as a resumable chunk (Content-Range), so it is cut into segments.
+      const headers: Record<string, string> =
+        body instanceof Uint8Array ? { "Content-Length": String(body.byteLength), "Content-Range": `0-${body.byteLength - 1}` } : {};
       const patch = await call(location, { method: "PATCH", body, headers, duplex: "half" } as RequestInit);
       expect(patch.status).toBe(202);
       const id = location.split("/").pop()!.split("?")[0]!;
       return { id, ...(JSON.parse((await (await env.REGISTRY.get(`_uploads/${id}`))!.text())) as { dataKey: string; segments: number[] }) };
     };
-    // Known length: segments of 16 MiB and the rest; unknown length: one multipart object.
+    // A resumable chunk: segments of 16 MiB and the rest; unknown length: one multipart object.
     const known = await open(bytesOf(40 * MiB, 14));
     expect(known.segments).toEqual([16 * MiB, 24 * MiB]);
     const chunked = await open(new Response(bytesOf(11 * MiB, 15)).body!);

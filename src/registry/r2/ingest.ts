@@ -27,15 +27,23 @@ export function segmentSizeAt(offset: number): number {
 }
 
 /**
- * The next segment of a body with `remaining` bytes to go: {@link segmentSizeAt}, or all of them
- * when they are at most twice that (fewer segments, so fewer reads on every pull; what a request
- * that breaks off loses stays within a segment).
+ * The next segment of a body with `remaining` bytes to go.
+ *
+ * - A resumable chunk (one that says where it goes with `Content-Range`, as clients that resume
+ *   send them): {@link segmentSizeAt}, or all of the rest when it is at most twice that (fewer
+ *   segments, so fewer reads on every pull; what a request that breaks off loses stays within a
+ *   segment).
+ * - Any other body (a whole blob streamed in one `PATCH`, as skopeo sends it; its clients start
+ *   the blob again when a request fails): one segment, so that a pull reads it in one request
+ *   (4 GiB at most, one R2 `put`'s limit).
  *
  * @example
- * nextSegment(0, 30 << 20); // 30 MiB: one segment
- * nextSegment(0, 50 << 20); // 16 MiB, then 34 MiB
+ * nextSegment(0, 30 << 20, true); // 30 MiB: one segment
+ * nextSegment(0, 50 << 20, true); // 16 MiB, then 34 MiB
+ * nextSegment(0, 50 << 20, false); // 50 MiB
  */
-export function nextSegment(offset: number, remaining: number): number {
+export function nextSegment(offset: number, remaining: number, resumable: boolean): number {
+  if (!resumable) return Math.min(remaining, MAX_SEGMENT);
   const planned = segmentSizeAt(offset);
   return remaining <= 2 * planned && remaining <= MAX_SEGMENT ? remaining : Math.min(planned, remaining);
 }
@@ -52,6 +60,11 @@ export interface IngestOptions {
   body: ReadableStream<Uint8Array>;
   /** The body's length when the request said (Content-Length). */
   length?: number;
+  /**
+   * Whether a known-length body is a chunk a client resumes (it came with `Content-Range`): cut
+   * into segments that a broken request keeps. Otherwise it is stored as one segment.
+   */
+  resumable: boolean;
   /** Part size for a body of unknown length (it is buffered: two parts at most). */
   partSize: number;
   /** Called as bytes flow (to keep a lease alive). */
@@ -89,14 +102,15 @@ async function next(reader: ByteReader, max: number): Promise<{ value?: Uint8Arr
  * passes (see `segments.ts` for the layout).
  *
  * - Known length: each segment is a `put` fed straight from the body, nothing buffered; when the
- *   body breaks off, the whole segments stay and the rest of this body is lost.
+ *   body breaks off, the whole segments stay and the rest of this body is lost (a body that is not
+ *   a resumable chunk is one segment, so nothing of it stays).
  * - Unknown length (chunked transfer encoding): R2 wants a known length for every write, so the
  *   body is cut into parts of `partSize` with at most two held at once (one filling, one being
  *   written), and becomes one segment: a multipart object, or one plain object when short. When it
  *   breaks off, everything that arrived is stored.
  *
  * @example
- * const done = await ingest({ bucket, dataKey, segments: [], hasher: RunningHash.native(), body, length, partSize: 8 << 20 });
+ * const done = await ingest({ bucket, dataKey, segments: [], hasher: RunningHash.native(), body, length, resumable: false, partSize: 8 << 20 });
  */
 export async function ingest(options: IngestOptions): Promise<Ingested> {
   const gauge = new HeldBytes(heldBytes);
@@ -134,7 +148,7 @@ async function ingestKnown(options: IngestOptions, length: number, reader: ByteR
   let received = 0;
   while (stored < length) {
     if (segments.length >= MAX_SEGMENTS) throw tooManySegments();
-    const size = nextSegment(offset, length - stored);
+    const size = nextSegment(offset, length - stored, options.resumable);
     const fixed = new FixedLengthStream(size);
     const writer = fixed.writable.getWriter();
     const key = segmentKey(dataKey, segments.length);

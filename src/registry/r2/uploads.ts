@@ -296,6 +296,7 @@ export class R2Uploads {
       hasher,
       body: chunk.body,
       ...(chunk.length !== undefined ? { length: chunk.length } : {}),
+      resumable: chunk.start !== undefined,
       partSize: this.partSize,
       onProgress: async () => {
         if (Date.now() > (leased.state.leaseUntil ?? 0) - RENEW_MS) await this.renew(leased);
