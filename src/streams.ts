@@ -122,7 +122,19 @@ export function byteReader(stream: ReadableStream<Uint8Array>): ByteReader {
  */
 export async function pump(source: ReadableStream<Uint8Array>, writer: WritableStreamDefaultWriter<Uint8Array>): Promise<void> {
   const reader = byteReader(source);
-  for (let piece = await reader.read(); piece; piece = await reader.read()) await writer.write(piece);
+  // The next piece is read while the last one is being taken: two pieces held at most.
+  let writing: Promise<void> | undefined;
+  try {
+    for (let piece = await reader.read(); piece; piece = await reader.read()) {
+      await writing;
+      writing = writer.write(piece);
+      writing.catch(() => undefined);
+    }
+    await writing;
+  } catch (error) {
+    await reader.cancel(error).catch(() => undefined);
+    throw error;
+  }
 }
 
 /**
