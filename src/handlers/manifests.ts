@@ -1,5 +1,5 @@
 import { RegistryError } from "../errors";
-import { digestBytes, parseDigest, type VerifiableAlgorithm } from "../oci/digest";
+import { digestBytes, looksLikeDigest, parseDigest, type VerifiableAlgorithm } from "../oci/digest";
 import { MAX_MANIFEST_SIZE, parseManifest, type ParsedManifest } from "../oci/manifest";
 import { isTag, parseReference } from "../oci/names";
 import type { ManifestInfo, Registry } from "../registry/registry";
@@ -18,9 +18,26 @@ function manifestHeaders(info: ManifestInfo): Record<string, string> {
 }
 
 function manifestUnknown(name: string, reference: string): RegistryError {
-  return new RegistryError("MANIFEST_UNKNOWN", `manifest ${reference} is not in repository ${name}`, {
-    detail: { name, reference },
+  const shown = reference.slice(0, 200);
+  return new RegistryError("MANIFEST_UNKNOWN", `manifest ${shown} is not in repository ${name}`, {
+    detail: { name, reference: shown },
   });
+}
+
+/**
+ * The reference of a read or a delete. A malformed digest is `DIGEST_INVALID`; anything else that
+ * is not a valid tag names nothing a push could have stored, so it is `MANIFEST_UNKNOWN` (404)
+ * without asking storage or pull-through upstreams (the spec's conformance suite asks for
+ * `.INVALID_MANIFEST_NAME` and expects 404). Only a push refuses it as `TAG_INVALID`.
+ *
+ * @example
+ * lookupReference("foo", ".INVALID_MANIFEST_NAME"); // throws MANIFEST_UNKNOWN
+ * lookupReference("foo", "sha256:xyz"); // throws DIGEST_INVALID
+ */
+function lookupReference(name: string, reference: string): string {
+  if (!looksLikeDigest(reference) && !isTag(reference)) throw manifestUnknown(name, reference);
+  parseReference(reference);
+  return reference;
 }
 
 /**
@@ -32,8 +49,7 @@ function manifestUnknown(name: string, reference: string): RegistryError {
  */
 export const getManifest: Handler = async (request, { registry }) => {
   const name = nameParam(request);
-  const reference = param(request, "reference");
-  parseReference(reference);
+  const reference = lookupReference(name, param(request, "reference"));
   const manifest = await registry.getManifest(name, reference);
   if (!manifest) throw manifestUnknown(name, reference);
   return new Response(manifest.body, { status: 200, headers: manifestHeaders(manifest) });
@@ -42,8 +58,7 @@ export const getManifest: Handler = async (request, { registry }) => {
 /** `HEAD /v2/<name>/manifests/<reference>`: the manifest's digest, size and media type. */
 export const headManifest: Handler = async (request, { registry }) => {
   const name = nameParam(request);
-  const reference = param(request, "reference");
-  parseReference(reference);
+  const reference = lookupReference(name, param(request, "reference"));
   const info = await registry.statManifest(name, reference);
   if (!info) throw manifestUnknown(name, reference);
   return new Response(null, { status: 200, headers: manifestHeaders(info) });
@@ -153,12 +168,12 @@ export const putManifest: Handler = async (request, { registry, url }) => {
 
 /**
  * `DELETE /v2/<name>/manifests/<reference>`: by tag removes just the tag; by digest removes the
- * manifest and every tag pointing at it (202).
+ * manifest and every tag pointing at it (202). An unknown reference, or one that cannot be a tag,
+ * is 404 `MANIFEST_UNKNOWN`.
  */
 export const deleteManifest: Handler = async (request, { registry }) => {
   const name = nameParam(request);
-  const reference = param(request, "reference");
-  parseReference(reference);
+  const reference = lookupReference(name, param(request, "reference"));
   if (!(await registry.deleteManifest(name, reference))) throw manifestUnknown(name, reference);
   return new Response(null, { status: 202, headers: { "Content-Length": "0" } });
 };

@@ -99,6 +99,38 @@ export function putManifest(name: string, reference: string, text: string, conte
   return call(`/v2/${name}/manifests/${reference}`, { method: "PUT", body: text, headers: { "Content-Type": contentType } });
 }
 
+/** The OCI empty descriptor (`{}`, embedded as `data`), the config of an artifact manifest. */
+export const EMPTY_CONFIG = {
+  mediaType: "application/vnd.oci.empty.v1+json",
+  digest: "sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a",
+  size: 2,
+  data: "e30=",
+};
+
+/**
+ * An artifact manifest (OCI 1.1 style: `artifactType`, empty config) whose subject is `subject`.
+ *
+ * @example
+ * const sig = artifactManifest({ digest, size }, "application/vnd.example.sig");
+ * await putManifest(name, await sha256(sig), sig);
+ */
+export function artifactManifest(
+  subject: { digest: string; size: number; mediaType?: string },
+  artifactType: string,
+  layers: object[] = [],
+  annotations?: Record<string, string>,
+): string {
+  return JSON.stringify({
+    schemaVersion: 2,
+    mediaType: OCI_MANIFEST,
+    artifactType,
+    config: EMPTY_CONFIG,
+    layers,
+    subject: { mediaType: subject.mediaType ?? OCI_MANIFEST, digest: subject.digest, size: subject.size },
+    ...(annotations ? { annotations } : {}),
+  });
+}
+
 /** Error code of an OCI error body. */
 export async function errorCode(response: Response): Promise<string | undefined> {
   const body = (await response.json()) as { errors?: { code: string }[] };

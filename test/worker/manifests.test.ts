@@ -329,7 +329,7 @@ describe("refused manifests", () => {
 });
 
 describe("unknown manifests", () => {
-  it("GET and HEAD of an unknown tag or digest are 404 MANIFEST_UNKNOWN", async () => {
+  it("GET and HEAD of an unknown tag or digest, or of a reference that is not a valid tag, are 404 MANIFEST_UNKNOWN", async () => {
     const name = uniqueName("man");
     const m = await imageManifest(name);
     expect((await putManifest(name, "v1", m.text)).status).toBe(201);
@@ -340,6 +340,16 @@ describe("unknown manifests", () => {
       const head = await call(`/v2/${name}/manifests/${ref}`, { method: "HEAD" });
       expect(head.status, ref).toBe(404);
     }
+    // A reference that cannot be a tag names nothing stored either (a malformed digest is refused).
+    for (const ref of [".INVALID_MANIFEST_NAME", "-leading-dash", "t".repeat(129)]) {
+      const get = await call(`/v2/${name}/manifests/${ref}`);
+      expect(get.status, ref).toBe(404);
+      expect(await errorCode(get), ref).toBe("MANIFEST_UNKNOWN");
+      expect((await call(`/v2/${name}/manifests/${ref}`, { method: "HEAD" })).status, ref).toBe(404);
+    }
+    const malformed = await call(`/v2/${name}/manifests/sha256:xyz`);
+    expect(malformed.status).toBe(400);
+    expect(await errorCode(malformed)).toBe("DIGEST_INVALID");
     const nowhere = await call(`/v2/${uniqueName("man")}/manifests/latest`);
     expect(nowhere.status).toBe(404);
     expect(["MANIFEST_UNKNOWN", "NAME_UNKNOWN"]).toContain(await errorCode(nowhere));
@@ -442,7 +452,7 @@ describe("deleting manifests", () => {
 
   it("DELETE of an unknown manifest is 404 MANIFEST_UNKNOWN", async () => {
     const name = uniqueName("man");
-    for (const ref of ["nope", await sha256("nope")]) {
+    for (const ref of ["nope", await sha256("nope"), ".INVALID_MANIFEST_NAME"]) {
       const res = await call(`/v2/${name}/manifests/${ref}`, { method: "DELETE" });
       expect(res.status, ref).toBe(404);
       expect(await errorCode(res), ref).toBe("MANIFEST_UNKNOWN");

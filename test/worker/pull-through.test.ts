@@ -729,3 +729,20 @@ describe("a tag pushed over a pulled-through one", () => {
     expect(seen).toEqual([]);
   });
 });
+
+describe("a reference that is neither a tag nor a digest", () => {
+  it("is 404 MANIFEST_UNKNOWN without asking any upstream, even one that would answer it", async () => {
+    const local = uniqueName("badref");
+    const img = await image(81);
+    routes["https://up.example"] = fakeRegistry({ repo: local, image: img, tags: { ".INVALID_MANIFEST_NAME": img } });
+    const upstreams = JSON.stringify([{ registry: "https://up.example" }]);
+    for (const reference of [".INVALID_MANIFEST_NAME", "-dash"]) {
+      const get = await pull(`/v2/${local}/manifests/${reference}`, upstreams);
+      expect(get.status, reference).toBe(404);
+      expect(((await get.json()) as { errors: { code: string }[] }).errors[0]?.code, reference).toBe("MANIFEST_UNKNOWN");
+      expect((await pull(`/v2/${local}/manifests/${reference}`, upstreams, {}, { method: "HEAD" })).status, reference).toBe(404);
+    }
+    expect(seen).toEqual([]);
+    expect(await keysUnder(`${local}/`)).toEqual([]);
+  });
+});

@@ -1,21 +1,6 @@
 import { env } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
-import { call, errorCode, imageManifest, OCI_INDEX, OCI_MANIFEST, pushBlob, putManifest, sha256 } from "./helpers";
-
-const EMPTY = { mediaType: "application/vnd.oci.empty.v1+json", digest: "sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a", size: 2, data: "e30=" };
-
-/** An artifact manifest (OCI 1.1 style: artifactType, empty config) attached to `subject`. */
-function artifact(subject: { digest: string; size: number }, artifactType: string, layers: object[] = [], annotations?: Record<string, string>) {
-  return JSON.stringify({
-    schemaVersion: 2,
-    mediaType: OCI_MANIFEST,
-    artifactType,
-    config: EMPTY,
-    layers,
-    subject: { mediaType: OCI_MANIFEST, digest: subject.digest, size: subject.size },
-    ...(annotations ? { annotations } : {}),
-  });
-}
+import { artifactManifest as artifact, call, errorCode, imageManifest, OCI_INDEX, OCI_MANIFEST, pushBlob, putManifest, sha256 } from "./helpers";
 
 async function referrers(name: string, digest: string, query = "") {
   const res = await call(`/v2/${name}/referrers/${digest}${query}`);

@@ -1,6 +1,7 @@
 import { digestBytes, parseDigest, type VerifiableAlgorithm } from "../../oci/digest";
 import { MAX_MANIFEST_SIZE, parseManifest, type ParsedManifest } from "../../oci/manifest";
 import { baseMediaType, MediaType } from "../../oci/media-types";
+import { isTag } from "../../oci/names";
 import type {
   BlobContent,
   BlobInfo,
@@ -231,9 +232,13 @@ export class ProxyRegistry implements Registry {
     };
   }
 
-  /** Asks the upstreams for a manifest and stores the first verified answer. */
+  /**
+   * Asks the upstreams for a manifest and stores the first verified answer. A reference that is
+   * neither a digest nor a valid tag is never sent upstream.
+   */
   private async fetchManifest(name: string, reference: string): Promise<Fetched | null> {
     const byDigest = parseDigest(reference) !== undefined;
+    if (!byDigest && !isTag(reference)) return null;
     for (const upstream of this.upstreams) {
       try {
         const response = await upstream.manifest(name, reference, "GET");
