@@ -1,6 +1,7 @@
 import { z } from "zod";
 import type { Env } from "./env";
 import { parseRegistries, type PullThroughConfig } from "./registry/proxy/config";
+import { PAID_SUBREQUESTS } from "./registry/r2/limited";
 
 /** One pair of Basic credentials and what it may do. */
 export interface Credential {
@@ -33,6 +34,8 @@ export interface Config {
   gc: GcConfig;
   /** `LOG_R2_OPERATIONS=true`: log how many R2 operations of each pricing class each request made. */
   logR2Operations: boolean;
+  /** `R2_LIMITS=enforce`: run on a bucket that refuses what Cloudflare's R2 would (see `limited.ts`). */
+  r2Limits: R2LimitsConfig;
   /** Problems found while parsing, logged once. */
   warnings: string[];
 }
@@ -45,6 +48,14 @@ export interface GcConfig {
   graceMs: number;
   /** Uploads untouched this long are abandoned (`GC_UPLOAD_MAX_AGE`, seconds; default 1 day). */
   uploadMaxAgeMs: number;
+}
+
+/** Cloudflare's limits enforced on the bucket (the local simulator enforces none). */
+export interface R2LimitsConfig {
+  /** `R2_LIMITS=enforce`. */
+  enforce: boolean;
+  /** R2 calls one invocation may make (`R2_SUBREQUEST_LIMIT`, default 10,000: Workers Paid's). */
+  subrequests: number;
 }
 
 /** Workers' request body limit on most plans: 100 MB. */
@@ -107,6 +118,15 @@ export function parseConfig(env: Env): Config {
     warnings.push(`GC_MODE must be unreferenced or untagged, got ${JSON.stringify(env.GC_MODE)}; using unreferenced`);
   }
 
+  const limitsMode = String(env.R2_LIMITS ?? "").trim().toLowerCase();
+  if (!["", "off", "enforce"].includes(limitsMode)) warnings.push(`R2_LIMITS must be enforce or off, got ${JSON.stringify(env.R2_LIMITS)}; not enforcing`);
+  let subrequests: number = PAID_SUBREQUESTS;
+  if (env.R2_SUBREQUEST_LIMIT !== undefined && env.R2_SUBREQUEST_LIMIT !== "") {
+    const parsed = positiveInt.safeParse(env.R2_SUBREQUEST_LIMIT);
+    if (parsed.success) subrequests = parsed.data;
+    else warnings.push(`R2_SUBREQUEST_LIMIT must be a positive integer, got ${JSON.stringify(env.R2_SUBREQUEST_LIMIT)}; using ${PAID_SUBREQUESTS}`);
+  }
+
   return {
     credentials,
     jwtPublicKey: nonEmpty(env.JWT_REGISTRY_TOKENS_PUBLIC_KEY),
@@ -120,6 +140,7 @@ export function parseConfig(env: Env): Config {
     uploadPartSize,
     pullThrough: parseRegistries(env, warnings),
     logR2Operations: /^(true|1|yes)$/i.test(String(env.LOG_R2_OPERATIONS ?? "").trim()),
+    r2Limits: { enforce: limitsMode === "enforce", subrequests },
     gc: { mode: gcMode, graceMs: seconds("GC_GRACE_PERIOD", 3600), uploadMaxAgeMs: seconds("GC_UPLOAD_MAX_AGE", 86400) },
     warnings,
   };

@@ -34,5 +34,9 @@ export interface Env {
   GC_UPLOAD_MAX_AGE?: string;
   /** `true` logs the R2 operations (by pricing class) each request made. */
   LOG_R2_OPERATIONS?: string;
+  /** `enforce` runs on a bucket that refuses what Cloudflare's R2 would (for tests and `pnpm dev`). */
+  R2_LIMITS?: string;
+  /** With `R2_LIMITS=enforce`: R2 calls allowed per invocation (default 10000; Workers Free: 50). */
+  R2_SUBREQUEST_LIMIT?: string;
   [secret: string]: unknown;
 }

@@ -4,6 +4,7 @@ import { addCorsHeaders, corsPreflight } from "./cors";
 import type { Env } from "./env";
 import { errorResponse, RegistryError } from "./errors";
 import { R2Registry } from "./registry/r2";
+import { invocationBucket } from "./registry/r2/bucket";
 import { metered } from "./registry/r2/metered";
 import { ProxyRegistry, Upstream } from "./registry/proxy";
 import type { Registry } from "./registry/registry";
@@ -35,7 +36,9 @@ async function handle(request: Request, env: Env, ctx: ExecutionContext, url: UR
   if (!isV2(url.pathname)) throw new RegistryError("NOT_FOUND", `no such endpoint: ${url.pathname}`);
   // LOG_R2_OPERATIONS: count what each request costs in R2 operations, and log it, including the
   // work it leaves to waitUntil (e.g. a pull-through copy), once that is done too.
-  if (!config.logR2Operations) return await route(request, env.REGISTRY, config, principal, url, (promise) => ctx.waitUntil(promise));
+  if (!config.logR2Operations) {
+    return await route(request, invocationBucket(env.REGISTRY, config.r2Limits), config, principal, url, (promise) => ctx.waitUntil(promise));
+  }
   const meter = metered(env.REGISTRY);
   const background: Promise<unknown>[] = [];
   const waitUntil = (promise: Promise<unknown>) => {
@@ -48,7 +51,7 @@ async function handle(request: Request, env: Env, ctx: ExecutionContext, url: UR
   };
   let response: Response;
   try {
-    response = await route(request, meter.bucket, config, principal, url, waitUntil);
+    response = await route(request, invocationBucket(meter.bucket, config.r2Limits), config, principal, url, waitUntil);
   } catch (error) {
     if (background.length === 0) log();
     else ctx.waitUntil(Promise.allSettled(background).then(log));
@@ -112,7 +115,7 @@ async function scheduled(env: Env): Promise<void> {
     return;
   }
   const config = configFor(env);
-  const registry = new R2Registry(env.REGISTRY, { partSize: config.uploadPartSize });
+  const registry = new R2Registry(invocationBucket(env.REGISTRY, config.r2Limits), { partSize: config.uploadPartSize });
   const report = await registry.collectAll({ ...config.gc, dryRun: false });
   const manifests = report.repositories.reduce((sum, r) => sum + r.manifests.length, 0);
   const blobs = report.repositories.reduce((sum, r) => sum + r.blobs.length, 0);
