@@ -11,7 +11,13 @@
  * | `<name>/_referrers/<subject>/<digest>` | a referrer's descriptor (JSON), as in the original       |
  * | `_repositories/<name>`               | empty marker: the repository exists (catalog index)       |
  * | `_meta/catalog-backfilled`           | marker: repositories of an older bucket were indexed      |
- * | `_uploads/<id>`                      | upload session state (JSON)                               |
+ * | `_uploads/<id>/created`              | an upload session as opened: repository, data key (JSON;  |
+ * |                                      | written once, by the POST)                                 |
+ * | `_uploads/<id>`                      | the session's state (JSON): written by the first request   |
+ * |                                      | that stores bytes, then at most every 2 s                  |
+ * | `_uploads/<id>/after-<offset>`       | the state after a request that started at `<offset>`, when |
+ * |                                      | `_uploads/<id>` was written too recently (written once)    |
+ * | `_uploads/<id>/lease-<offset>`       | the request writing from `<offset>`, until when (JSON)     |
  * | `_uploads/<id>/tail-<n>`             | older sessions' received bytes (removed by the sweep)      |
  * | `_uploads/<id>/data`                 | reserved (older sessions' multipart uploads)               |
  * | `_data/<id>`                         | an upload's bytes: its first segment (or, from older       |
@@ -43,6 +49,9 @@ export const keys = {
   catalogBackfilled: "_meta/catalog-backfilled",
   uploadsPrefix: "_uploads/",
   upload: (id: string) => `_uploads/${id}`,
+  uploadCreated: (id: string) => `_uploads/${id}/created`,
+  uploadAfter: (id: string, offset: number) => `_uploads/${id}/after-${offset}`,
+  uploadLease: (id: string, offset: number) => `_uploads/${id}/lease-${offset}`,
   uploadTail: (id: string, serial: number) => `_uploads/${id}/tail-${serial}`,
   uploadData: (id: string) => `_uploads/${id}/data`,
   data: (id: string) => `_data/${id}`,

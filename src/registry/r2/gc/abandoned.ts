@@ -1,20 +1,37 @@
 import { keys, lastSegment, listAll } from "../keys";
-import type { AnySessionState } from "../uploads";
+import { LEASE_MS, type AnySessionState } from "../sessions";
 
 /** What a cleanup of abandoned uploads removed. */
 export interface AbandonedReport {
   /** Upload sessions removed (their multipart uploads aborted). */
   sessions: number;
-  /** Temporary objects removed: pending tails, serverless-registry's upload records and helpers. */
+  /**
+   * Other temporary objects removed: a session's leases, `after-` records and older versions'
+   * pending tails, and serverless-registry's upload records and helpers.
+   */
   objects: number;
 }
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}(-helper)?$/;
 
+/** True when a request holds one of a session's leases (only a recent lease key can). */
+async function leased(bucket: R2Bucket, objects: R2Object[], now: number): Promise<boolean> {
+  for (const object of objects) {
+    if (!object.key.includes("/lease-") || now - object.uploaded.getTime() > LEASE_MS) continue;
+    try {
+      if (((await (await bucket.get(object.key))?.json<AnySessionState>())?.until ?? 0) > now) return true;
+    } catch {
+      // Not a lease.
+    }
+  }
+  return false;
+}
+
 /**
- * Removes uploads nobody touched for `maxAgeMs`: this registry's sessions (aborting their R2
- * multipart uploads, deleting pending tails) and serverless-registry's leftovers (`<name>/uploads/`
- * records, and the `<uuid>` / `<uuid>-helper` objects it leaves at the bucket root). Bytes an
+ * Removes uploads nobody touched for `maxAgeMs` and no request holds: this registry's sessions,
+ * every key under `_uploads/<id>/` included (aborting older versions' R2 multipart uploads), and
+ * serverless-registry's leftovers (`<name>/uploads/` records, and the `<uuid>` / `<uuid>-helper`
+ * objects it leaves at the bucket root). Bytes an
  * upload stored (`_data/`) are never touched here: once its session is gone, the sweep of orphans
  * judges them.
  *
@@ -30,47 +47,39 @@ export async function removeAbandonedUploads(
   const now = Date.now();
   const report: AbandonedReport = { sessions: 0, objects: 0 };
   const doomed: string[] = [];
-  const sessions = new Map<string, R2Object>();
-  const tails: R2Object[] = [];
+  // Every key of a session: its state, `created`, `after-` and `lease-` records, older tails.
+  const byId = new Map<string, R2Object[]>();
   for await (const object of listAll(bucket, { prefix: keys.uploadsPrefix, flat: true })) {
-    const rest = object.key.slice(keys.uploadsPrefix.length);
-    if (rest.includes("/")) tails.push(object);
-    else sessions.set(rest, object);
+    const id = object.key.slice(keys.uploadsPrefix.length).split("/")[0]!;
+    const objects = byId.get(id);
+    if (objects) objects.push(object);
+    else byId.set(id, [object]);
   }
-  const live = new Set<string>();
-  for (const [id, object] of sessions) {
-    let state: AnySessionState = {};
-    const body = await bucket.get(object.key);
-    try {
-      state = body ? (JSON.parse(await body.text()) as AnySessionState) : {};
-    } catch {
-      state = {};
+  for (const [id, objects] of byId) {
+    const state = objects.find((o) => o.key === keys.upload(id));
+    const record = state ?? objects.find((o) => o.key === keys.uploadCreated(id));
+    let parsed: AnySessionState = {};
+    if (record) {
+      const body = await bucket.get(record.key);
+      try {
+        parsed = body ? (JSON.parse(await body.text()) as AnySessionState) : {};
+      } catch {
+        parsed = {};
+      }
     }
-    const touched = Math.max(state.updatedAt ?? 0, object.uploaded.getTime());
-    const leased = (state.leaseUntil ?? 0) > now;
-    if (leased || now - touched < maxAgeMs) {
-      live.add(id);
-      continue;
-    }
-    report.sessions++;
+    const touched = Math.max(parsed.updatedAt ?? 0, ...objects.map((o) => o.uploaded.getTime()));
+    if ((parsed.leaseUntil ?? 0) > now || now - touched < maxAgeMs || (await leased(bucket, objects, now))) continue;
+    if (record) report.sessions++;
+    report.objects += objects.filter((o) => o.key !== keys.upload(id) && o.key !== keys.uploadCreated(id)).length;
     if (options.dryRun) continue;
-    if (state.multipartId && state.dataKey) {
+    if (parsed.multipartId && parsed.dataKey) {
       // Aborting a completed upload fails harmlessly; its bytes are the orphan sweep's to judge.
       await bucket
-        .resumeMultipartUpload(state.dataKey, state.multipartId)
+        .resumeMultipartUpload(parsed.dataKey, parsed.multipartId)
         .abort()
         .catch(() => undefined);
     }
-    doomed.push(object.key);
-  }
-  for (const tail of tails) {
-    const id = tail.key.slice(keys.uploadsPrefix.length).split("/")[0]!;
-    const ofRemovedSession = sessions.has(id) && !live.has(id);
-    const orphaned = !sessions.has(id) && now - tail.uploaded.getTime() >= maxAgeMs;
-    if (ofRemovedSession || orphaned) {
-      doomed.push(tail.key);
-      report.objects++;
-    }
+    doomed.push(...objects.map((o) => o.key));
   }
   // serverless-registry's upload records and root-level upload objects.
   for await (const name of repositories) {

@@ -1,7 +1,7 @@
 import { DATA_METADATA, keys, listAll } from "../keys";
 import type { R2Links } from "../links";
 import { dataKeyOf } from "../segments";
-import type { AnySessionState } from "../uploads";
+import type { AnySessionState } from "../sessions";
 
 /** What the sweep of assembled uploads found. */
 export interface OrphanReport {
@@ -29,7 +29,10 @@ async function pointedAt(bucket: R2Bucket, links: R2Links, repositories: () => A
     const data = (await bucket.head(keys.blob(name, digest)))?.customMetadata?.[DATA_METADATA];
     if (data) used.add(data);
   }
-  for await (const object of listAll(bucket, { prefix: keys.uploadsPrefix })) {
+  // A session's state, or its `created` record before any bytes (its `after-` records name the same data key).
+  for await (const object of listAll(bucket, { prefix: keys.uploadsPrefix, flat: true })) {
+    const rest = object.key.slice(keys.uploadsPrefix.length);
+    if (rest.includes("/") && !rest.endsWith("/created")) continue;
     const state = await bucket.get(object.key);
     try {
       const dataKey = state ? (JSON.parse(await state.text()) as AnySessionState).dataKey : undefined;
