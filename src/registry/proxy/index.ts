@@ -314,7 +314,12 @@ export class ProxyRegistry implements Registry {
         if (!response) continue;
         const digest = response.headers.get("Docker-Content-Digest")?.trim();
         if (digest && digest === local.digest) {
-          await bucket.put(tagMarkerKey(name, reference), JSON.stringify({ upstream: upstream.config.registry, digest }));
+          // Checked again: the marker's time moves, at most once a second (R2 refuses more writes of
+          // a key, and a TTL of 0 checks on every pull), by one of the pulls that raced on it.
+          if (Date.now() - marker.uploaded.getTime() >= 1000) {
+            const record = JSON.stringify({ upstream: upstream.config.registry, digest });
+            await bucket.put(tagMarkerKey(name, reference), record, { onlyIf: { etagMatches: marker.etag } });
+          }
           return false;
         }
         return true; // moved, or no digest given: fetch and verify

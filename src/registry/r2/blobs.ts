@@ -3,6 +3,7 @@ import type { Digest } from "../../oci/digest";
 import type { BlobContent, BlobInfo, ByteRange, RangeRequest } from "../registry";
 import { DATA_METADATA, keys, SEGMENTS_METADATA, SYMLINK_METADATA } from "./keys";
 import type { R2Links } from "./links";
+import { StorageBusy } from "./retrying";
 import { deleteData, readSegments } from "./segments";
 import { withLength } from "../../streams";
 
@@ -30,6 +31,10 @@ export interface SegmentedData {
   segments: number[];
   size: number;
 }
+
+/** How long a blob write that met another write of the same blob waits for that one to land. */
+const SETTLE_MS = 2000;
+const SETTLE_POLL_MS = 250;
 
 /** The largest blob one R2 `put` takes (4.995 GiB; a little less, to be safe). */
 export const MAX_PUT = 4.99 * 1024 * 1024 * 1024;
@@ -323,8 +328,20 @@ export class R2Blobs {
       if (isChecksumMismatch(error)) {
         throw new RegistryError("DIGEST_INVALID", `the uploaded content does not match digest ${digest.value}`);
       }
+      // Another push of the same blob is writing this key (R2 takes one write of a key per
+      // second): once it is stored, the repository has these very bytes.
+      if (error instanceof StorageBusy && (await this.storedMeanwhile(name, digest.value, length))) return { digest: digest.value, size: length };
       throw error;
     }
     return { digest: digest.value, size: length };
+  }
+
+  /** Waits a little for a blob another request is storing; true once it is there. */
+  private async storedMeanwhile(name: string, digest: string, size: number): Promise<boolean> {
+    for (let waited = 0; waited <= SETTLE_MS; waited += SETTLE_POLL_MS) {
+      if ((await this.locate(name, digest))?.size === size) return true;
+      await new Promise((resolve) => setTimeout(resolve, SETTLE_POLL_MS));
+    }
+    return false;
   }
 }

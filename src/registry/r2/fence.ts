@@ -16,7 +16,7 @@ const POLL_MS = 250;
 
 /** A repository's collection state at `_gc/<name>/_state`. */
 interface SweepState {
-  /** Counts sweeps; a push can tell one ran while it worked. */
+  /** Counts sweeps while the state stands (a sweep that ends deletes it). */
   epoch: number;
   /** Set while a sweep deletes: who holds it and until when (ms since the epoch). */
   sweeping?: { id: string; until: number };
@@ -138,16 +138,22 @@ export class R2Fence {
     let etag = initialEtag;
     return {
       renew: async () => {
-        const next: SweepState = { ...state, sweeping: { id, until: Date.now() + SWEEP_LEASE_MS } };
         // The lease must still be ours and unexpired, or a push may already have trusted it gone.
         if (Date.now() > state.sweeping!.until - 5000) throw new Error(`the sweep lease on ${name} expired`);
+        // Nobody takes an unexpired lease over: it is written again only when half of it is
+        // left, so the state key is written at most every 30 s (R2 takes one write of a key per
+        // second, https://developers.cloudflare.com/r2/platform/limits/).
+        if (Date.now() < state.sweeping!.until - SWEEP_LEASE_MS / 2) return;
+        const next: SweepState = { ...state, sweeping: { id, until: Date.now() + SWEEP_LEASE_MS } };
         const written = await this.write(name, next, etag);
         if (!written) throw new Error(`the sweep lease on ${name} was lost`);
         state = next;
         etag = written;
       },
       release: async () => {
-        await this.write(name, { epoch: state.epoch }, etag);
+        // Deleted rather than written again (a delete is not a write R2 limits); only while the
+        // lease is surely still ours, else it expires by itself or another sweep holds it now.
+        if (Date.now() < state.sweeping!.until - 5000) await this.bucket.delete(keys.gcState(name));
       },
     };
   }

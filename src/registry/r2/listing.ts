@@ -117,7 +117,12 @@ export class R2Listing {
       cursor = page.truncated ? page.cursor : undefined;
     }
     for (const prefix of prefixes) if (!prefix.startsWith("_")) await walk(prefix);
-    await Promise.all(found.map((name) => this.bucket.put(keys.repository(name), "")));
+    // Markers pushes created meanwhile are not written again (R2 takes one write of a key per second).
+    await Promise.all(
+      found.map(async (name) => {
+        if (!(await this.bucket.head(keys.repository(name)))) await this.bucket.put(keys.repository(name), "", { onlyIf: { etagDoesNotMatch: "*" } });
+      }),
+    );
     await this.bucket.put(keys.catalogBackfilled, new Date().toISOString());
   }
 }

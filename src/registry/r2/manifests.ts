@@ -21,6 +21,14 @@ function storedMediaType(object: R2Object): string {
   return baseMediaType(object.httpMetadata?.contentType) ?? MediaType.OCI_MANIFEST;
 }
 
+/** True when a stored manifest object has the content type and metadata a push would write. */
+function sameMetadata(object: R2Object, options: R2PutOptions): boolean {
+  const wanted = options.customMetadata ?? {};
+  const have = object.customMetadata ?? {};
+  const contentType = (options.httpMetadata as R2HTTPMetadata | undefined)?.contentType;
+  return object.httpMetadata?.contentType === contentType && Object.keys(wanted).every((k) => have[k] === wanted[k]) && Object.keys(have).length === Object.keys(wanted).length;
+}
+
 /** Manifests in R2: a full copy under the digest key and under each tag key. */
 export class R2Manifests {
   constructor(
@@ -64,8 +72,16 @@ export class R2Manifests {
       // R2 verifies the bytes and keeps the checksum serverless-registry reads digests from.
       ...(parsed?.algorithm === "sha256" ? { sha256: parsed.encoded } : {}),
     };
-    // The digest key first: a tag never points at a manifest that is not stored.
-    await this.bucket.put(keys.manifest(name, digest), manifest.bytes, options);
+    // The digest key first: a tag never points at a manifest that is not stored. Its bytes are
+    // those of the digest, so it is written once (pushes of one manifest under several tags, or by
+    // several clients at once, would write it more than once a second: R2 refuses that); only
+    // metadata that differs (another content type) is written again.
+    const digestKey = keys.manifest(name, digest);
+    let stored = await this.bucket.head(digestKey);
+    if (!stored && !(await this.bucket.put(digestKey, manifest.bytes, { ...options, onlyIf: { etagDoesNotMatch: "*" } }))) {
+      stored = await this.bucket.head(digestKey);
+    }
+    if (stored && !sameMetadata(stored, options)) await this.bucket.put(digestKey, manifest.bytes, options);
     await Promise.all(tags.map((tag) => this.bucket.put(keys.manifest(name, tag), manifest.bytes, options)));
     if (manifest.subject) {
       await this.referrers.add(name, manifest.subject.digest, {
@@ -76,7 +92,9 @@ export class R2Manifests {
         ...(manifest.annotations ? { annotations: manifest.annotations } : {}),
       });
     }
-    if (!(await this.bucket.head(keys.repository(name)))) await this.bucket.put(keys.repository(name), "");
+    // Created once (pushes of a multi-platform image create a repository with several manifests at
+    // once); already there is as good.
+    if (!(await this.bucket.head(keys.repository(name)))) await this.bucket.put(keys.repository(name), "", { onlyIf: { etagDoesNotMatch: "*" } });
     return { digest, size: manifest.bytes.byteLength, mediaType: manifest.mediaType };
   }
 
