@@ -140,39 +140,3 @@ describe("anonymous pull", () => {
     expect((await call("/v2/", { auth: "Bearer anonymous" })).status).toBe(401);
   });
 });
-
-describe("CORS", () => {
-  const env = { CORS_ORIGINS: "https://ui.example, https://other.example" };
-
-  it("answers a preflight from an allowed origin without credentials", async () => {
-    const res = await call("/v2/_catalog", {
-      method: "OPTIONS",
-      auth: null,
-      env,
-      headers: { Origin: "https://ui.example", "Access-Control-Request-Method": "GET", "Access-Control-Request-Headers": "authorization" },
-    });
-    expect(res.status).toBe(204);
-    expect(res.headers.get("Access-Control-Allow-Origin")).toBe("https://ui.example");
-    expect(res.headers.get("Access-Control-Allow-Methods")).toContain("GET");
-    expect(res.headers.get("Access-Control-Allow-Headers")).toBe("authorization");
-  });
-
-  it("exposes the headers registry UIs read, on answers and on errors", async () => {
-    const ok = await call("/v2/_catalog?n=1", { env, headers: { Origin: "https://ui.example" } });
-    expect(ok.headers.get("Access-Control-Allow-Origin")).toBe("https://ui.example");
-    const exposed = ok.headers.get("Access-Control-Expose-Headers") ?? "";
-    for (const h of ["Docker-Content-Digest", "Link", "WWW-Authenticate"]) expect(exposed).toContain(h);
-    const unauthorized = await call("/v2/", { auth: null, env, headers: { Origin: "https://ui.example" } });
-    expect(unauthorized.status).toBe(401);
-    expect(unauthorized.headers.get("Access-Control-Allow-Origin")).toBe("https://ui.example");
-  });
-
-  it("says nothing to other origins, or when not configured", async () => {
-    const stranger = await call("/v2/", { env, headers: { Origin: "https://evil.example" } });
-    expect(stranger.headers.get("Access-Control-Allow-Origin")).toBeNull();
-    const preflight = await call("/v2/", { method: "OPTIONS", auth: null, env, headers: { Origin: "https://evil.example" } });
-    expect(preflight.status).toBe(401);
-    const off = await call("/v2/", { method: "OPTIONS", auth: null, headers: { Origin: "https://ui.example" } });
-    expect(off.status).toBe(401);
-  });
-});
