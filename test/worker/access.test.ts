@@ -19,6 +19,10 @@ function routes(digest: string, blob: string) {
     { route: "PUT manifest", access: "push", path: "/v2/{repo}/manifests/v1", method: "PUT" },
     { route: "DELETE manifest", access: "push", path: "/v2/{repo}/manifests/nope", method: "DELETE" },
     { route: "DELETE blob", access: "push", path: `/v2/{repo}/blobs/sha256:${"0".repeat(64)}`, method: "DELETE" },
+    // A collection is a push-level operation; one that answers what it found lists the repository.
+    { route: "POST gc", access: "push", path: "/v2/{repo}/gc?grace=3600", method: "POST" },
+    { route: "POST gc dry run", access: "pull+push", path: "/v2/{repo}/gc?dry_run=true", method: "POST" },
+    { route: "POST gc report", access: "pull+push", path: "/v2/{repo}/gc?grace=3600&report=true", method: "POST" },
   ] as const;
 }
 
@@ -36,7 +40,12 @@ describe("access matrix: credential kind × route", () => {
     const token = (caps: string[], extra = {}) => sign(key, claims(caps, extra)).then((t) => basic("ci", t));
     // HEAD ("probe") needs pull or push: pushing clients check what the registry already has.
     const loggedIn = (caps: string[]) => (access: string): Outcome =>
-      access === "login" || caps.includes(access) || (access === "probe" && caps.length > 0) ? "ok" : 403;
+      access === "login" ||
+      caps.includes(access) ||
+      (access === "probe" && caps.length > 0) ||
+      (access === "pull+push" && caps.includes("pull") && caps.includes("push"))
+        ? "ok"
+        : 403;
     creds = {
       "no credentials": { auth: null, expect: () => 401 },
       "wrong password": { auth: basic("hello", "nope"), expect: () => 401 },
@@ -53,7 +62,7 @@ describe("access matrix: credential kind × route", () => {
         auth: null,
         env: { ANONYMOUS_PULL: "true" },
         // The /v2/ probe still challenges, so clients with credentials send them.
-        expect: (access) => (access === "push" || access === "login" ? 401 : "ok"),
+        expect: (access) => (access === "push" || access === "pull+push" || access === "login" ? 401 : "ok"),
       },
     };
   });
