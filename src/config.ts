@@ -19,8 +19,8 @@ export interface Config {
   jwtPublicKey: string | undefined;
   /** `ANONYMOUS_PULL=true`: pulls need no credentials (pushes and deletes still do). */
   anonymousPull: boolean;
-  /** `CORS_ORIGINS`: browser origins allowed to call the registry (`*` for any); empty: no CORS. */
-  corsOrigins: string[];
+  /** `CORS_ORIGINS`: which browser pages may call the registry (see {@link CorsConfig}). */
+  cors: CorsConfig;
   /** `PUSH_COMPATIBILITY_MODE`, kept for compatibility. */
   pushCompatibilityMode: "full" | "none";
   /** Largest chunk a client should send in one PATCH (OCI-Chunk-Max-Length). */
@@ -35,6 +35,23 @@ export interface Config {
   logR2Operations: boolean;
   /** Problems found while parsing, logged once. */
   warnings: string[];
+}
+
+/**
+ * Browser origins allowed by CORS (`CORS_ORIGINS`, comma-separated). Neither `*` nor a name: no
+ * page of another origin may call the registry.
+ */
+export interface CorsConfig {
+  /**
+   * `*` was given: any page may read, with credentials it supplies itself
+   * (`Access-Control-Allow-Origin: *`, never with the browser's saved login), and change nothing.
+   */
+  anyOrigin: boolean;
+  /**
+   * Origins listed by name, normalised as browsers send them (`https://ui.example`): these may
+   * use the browser's saved login, push and delete.
+   */
+  origins: ReadonlySet<string>;
 }
 
 /** Garbage collection settings. */
@@ -111,10 +128,7 @@ export function parseConfig(env: Env): Config {
     credentials,
     jwtPublicKey: nonEmpty(env.JWT_REGISTRY_TOKENS_PUBLIC_KEY),
     anonymousPull: /^(true|1|yes)$/i.test(String(env.ANONYMOUS_PULL ?? "").trim()),
-    corsOrigins: String(env.CORS_ORIGINS ?? "")
-      .split(",")
-      .map((o) => o.trim().replace(/\/+$/, ""))
-      .filter((o) => o.length > 0),
+    cors: parseCors(env.CORS_ORIGINS, warnings),
     pushCompatibilityMode: env.PUSH_COMPATIBILITY_MODE === "full" ? "full" : "none",
     maxChunkSize,
     uploadPartSize,
@@ -123,6 +137,49 @@ export function parseConfig(env: Env): Config {
     gc: { mode: gcMode, graceMs: seconds("GC_GRACE_PERIOD", 3600), uploadMaxAgeMs: seconds("GC_UPLOAD_MAX_AGE", 86400) },
     warnings,
   };
+}
+
+/**
+ * An origin as a browser sends it in `Origin` (scheme, host, port if not the default), from a
+ * `CORS_ORIGINS` entry; undefined when the entry is not one (a path, a query, credentials).
+ *
+ * @example
+ * originOf("https://UI.example:443/"); // "https://ui.example"
+ */
+export function originOf(entry: string): string | undefined {
+  const trimmed = entry.replace(/\/+$/, "");
+  let url: URL;
+  try {
+    url = new URL(trimmed);
+  } catch {
+    return undefined;
+  }
+  if ((url.pathname !== "/" && url.pathname !== "") || url.search || url.hash || url.username || url.password) return undefined;
+  if (url.origin !== "null") return url.origin;
+  // Schemes without a URL origin (e.g. chrome-extension://<id>) are sent by browsers as written.
+  return /^[a-z][a-z0-9+.-]*:\/\/[^/?#@\s]+$/i.test(trimmed) ? trimmed.toLowerCase() : undefined;
+}
+
+function parseCors(raw: unknown, warnings: string[]): CorsConfig {
+  let anyOrigin = false;
+  const origins = new Set<string>();
+  for (const entry of String(raw ?? "").split(",").map((o) => o.trim())) {
+    if (entry === "") continue;
+    if (entry === "*") {
+      anyOrigin = true;
+      continue;
+    }
+    if (entry.toLowerCase() === "null") {
+      warnings.push(
+        'CORS_ORIGINS: ignoring "null": it is the origin of every sandboxed frame, local file and redirected request, so it cannot be trusted',
+      );
+      continue;
+    }
+    const origin = originOf(entry);
+    if (origin) origins.add(origin);
+    else warnings.push(`CORS_ORIGINS: ignoring ${JSON.stringify(entry)}: not an origin such as https://ui.example (scheme, host and port only)`);
+  }
+  return { anyOrigin, origins };
 }
 
 const cache = new WeakMap<object, Config>();

@@ -1,6 +1,6 @@
 import { authenticate, challengeFor, issueToken, TOKEN_PATH, type Principal } from "./auth";
 import { configFor, type Config } from "./config";
-import { addCorsHeaders, corsPreflight } from "./cors";
+import { addCorsHeaders, corsPreflight, refuseCrossSite } from "./cors";
 import type { Env } from "./env";
 import { errorResponse, RegistryError } from "./errors";
 import { R2Registry } from "./registry/r2";
@@ -130,10 +130,13 @@ export default {
   async fetch(request: Request, env: Env, ctx: ExecutionContext): Promise<Response> {
     const url = new URL(request.url);
     const config = configFor(env);
-    const preflight = corsPreflight(request, config);
-    if (preflight) return preflight;
     let response: Response;
     try {
+      const preflight = corsPreflight(request, config);
+      if (preflight) return preflight;
+      // A browser page of an origin CORS does not trust (an HTML form on any site) may not change
+      // anything with the browser's saved login: refused before auth and storage.
+      refuseCrossSite(request, url, config);
       response = await handle(request, env, ctx, url, config);
     } catch (error) {
       response = failure(error, request, url);
