@@ -17,6 +17,14 @@ export interface Config {
   credentials: Credential[];
   /** `JWT_REGISTRY_TOKENS_PUBLIC_KEY` as given: base64 of a JWK or JWK Set. */
   jwtPublicKey: string | undefined;
+  /** `JWT_AUDIENCE`: the `aud` a JWT must name, when set. */
+  jwtAudience: string | undefined;
+  /** `JWT_ISSUER`: the `iss` a JWT must have, when set. */
+  jwtIssuer: string | undefined;
+  /** `TOKEN_SECRET`: the secret the tokens of `/token` are signed with (else derived from the credentials). */
+  tokenSecret: string | undefined;
+  /** `LOGIN_FAILURE_LIMIT`: failed Basic logins per client address and minute before 429s (0: no limit). */
+  loginFailureLimit: number;
   /** `ANONYMOUS_PULL=true`: pulls need no credentials (pushes and deletes still do). */
   anonymousPull: boolean;
   /** `CORS_ORIGINS`: which browser pages may call the registry (see {@link CorsConfig}). */
@@ -64,6 +72,9 @@ export interface GcConfig {
   uploadMaxAgeMs: number;
 }
 
+/** Failed Basic logins allowed per client address and minute, by default. */
+export const DEFAULT_LOGIN_FAILURE_LIMIT = 10;
+
 /** Workers' request body limit on most plans: 100 MB. */
 export const DEFAULT_MAX_CHUNK_SIZE = 100_000_000;
 
@@ -110,6 +121,20 @@ export function parseConfig(env: Env): Config {
     else warnings.push(`UPLOAD_PART_SIZE must be a whole number of bytes from ${MIN_PART_SIZE} to ${MAX_PART_SIZE}; using the default`);
   }
 
+  let loginFailureLimit = DEFAULT_LOGIN_FAILURE_LIMIT;
+  if (env.LOGIN_FAILURE_LIMIT !== undefined && env.LOGIN_FAILURE_LIMIT !== "") {
+    const parsed = z.coerce.number().int().nonnegative().safeParse(env.LOGIN_FAILURE_LIMIT);
+    if (parsed.success) loginFailureLimit = parsed.data;
+    else {
+      const got = JSON.stringify(env.LOGIN_FAILURE_LIMIT);
+      warnings.push(`LOGIN_FAILURE_LIMIT must be a whole number (0 for no limit), got ${got}; using ${DEFAULT_LOGIN_FAILURE_LIMIT}`);
+    }
+  }
+  const tokenSecret = nonEmpty(env.TOKEN_SECRET);
+  if (tokenSecret !== undefined && tokenSecret.length < 32) {
+    warnings.push("TOKEN_SECRET is short; use at least 32 random characters (e.g. `openssl rand -base64 32`)");
+  }
+
   const seconds = (variable: string, fallback: number): number => {
     const raw = env[variable];
     if (raw === undefined || raw === "") return fallback * 1000;
@@ -127,6 +152,10 @@ export function parseConfig(env: Env): Config {
   return {
     credentials,
     jwtPublicKey: nonEmpty(env.JWT_REGISTRY_TOKENS_PUBLIC_KEY),
+    jwtAudience: nonEmpty(typeof env.JWT_AUDIENCE === "string" ? env.JWT_AUDIENCE.trim() : undefined),
+    jwtIssuer: nonEmpty(typeof env.JWT_ISSUER === "string" ? env.JWT_ISSUER.trim() : undefined),
+    tokenSecret,
+    loginFailureLimit,
     anonymousPull: /^(true|1|yes)$/i.test(String(env.ANONYMOUS_PULL ?? "").trim()),
     cors: parseCors(env.CORS_ORIGINS, warnings),
     pushCompatibilityMode: env.PUSH_COMPATIBILITY_MODE === "full" ? "full" : "none",

@@ -1,4 +1,4 @@
-import { mayAccess, type Principal } from "../auth";
+import { mayAccess, reachesEveryRepository, type Principal } from "../auth";
 import type { Config } from "../config";
 import { RegistryError } from "../errors";
 import type { CollectOptions } from "../registry/r2/gc";
@@ -90,7 +90,7 @@ export const collectRepository: Handler = async (request, { registry, config, ur
  * curl -u user:pass -X POST 'https://registry.example/v2/_gc?mode=unreferenced&dry_run=true'
  */
 export const collectRegistry: Handler = async (_request, { registry, config, url, principal }) => {
-  if (principal.repositories !== undefined) {
+  if (!reachesEveryRepository(principal)) {
     throw new RegistryError("DENIED", "a registry-wide garbage collection needs access to every repository");
   }
   const options = { ...collectOptions(url, config), uploadMaxAgeMs: seconds(url, "upload_age", config.gc.uploadMaxAgeMs) };
