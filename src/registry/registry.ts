@@ -36,6 +36,11 @@ export interface ManifestInfo {
   digest: string;
   size: number;
   mediaType: string;
+  /**
+   * When the manifest was stored under this reference (for a tag: when the tag was last pushed);
+   * absent when unknown (a manifest just fetched from an upstream).
+   */
+  modified?: Date;
 }
 
 /** A stored manifest with its exact bytes. */

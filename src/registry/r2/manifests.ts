@@ -38,18 +38,18 @@ export class R2Manifests {
       digest = await digestBytes(bytes);
       body = new Blob([bytes]).stream();
     }
-    return { digest, size: object.size, mediaType: storedMediaType(object), body };
+    return { digest, size: object.size, mediaType: storedMediaType(object), modified: object.uploaded, body };
   }
 
   async stat(name: string, reference: string): Promise<ManifestInfo | null> {
     const object = await this.bucket.head(keys.manifest(name, reference));
     if (!object) return null;
     const digest = storedDigest(object);
-    if (digest) return { digest, size: object.size, mediaType: storedMediaType(object) };
+    if (digest) return { digest, size: object.size, mediaType: storedMediaType(object), modified: object.uploaded };
     const full = await this.get(name, reference);
     if (!full) return null;
     await full.body.cancel();
-    return { digest: full.digest, size: full.size, mediaType: full.mediaType };
+    return { digest: full.digest, size: full.size, mediaType: full.mediaType, ...(full.modified ? { modified: full.modified } : {}) };
   }
 
   async put(name: string, manifest: ParsedManifest, digest: string, tags: string[], { cached = false }: PutManifestOptions = {}): Promise<ManifestInfo> {
