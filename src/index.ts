@@ -10,6 +10,7 @@ import type { Registry } from "./registry/registry";
 import { withHeaders } from "./http";
 import { fixedLength, pump } from "./streams";
 import { allowedMethods, createRouter } from "./router";
+import { isUiPath, serveUi } from "./ui/serve";
 
 const router = createRouter();
 
@@ -24,6 +25,8 @@ async function handle(request: Request, env: Env, ctx: ExecutionContext, url: UR
       headers: { "Content-Type": "text/plain; charset=utf-8" },
     });
   }
+  // The web UI: static files, no credentials needed (the page signs in against /v2/ itself).
+  if (isUiPath(url.pathname)) return serveUi(request, url);
   if (!env.REGISTRY) {
     console.error("r2-registry: no R2 bucket is bound as REGISTRY; add it to wrangler.toml (see wrangler.toml.example)");
     throw new RegistryError("UNAVAILABLE", "the registry is misconfigured: no R2 bucket is bound as REGISTRY", {
