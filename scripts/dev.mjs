@@ -173,6 +173,7 @@ console.log(
   [
     "",
     `r2-registry is ready at ${protocol}://${address}${tlsNote}`,
+    `  web UI: ${protocol}://${address}/ui/`,
     `  credentials: ${username} / ${password}`,
     `  local R2 bucket: ${stateDir}`,
     `  docker login ${address} -u ${username} -p ${password}`,

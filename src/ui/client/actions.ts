@@ -92,7 +92,8 @@ export async function deleteDigest(name: string, digest: string, dependents: Dep
   if (!confirmed) return false;
   try {
     await api.deleteManifest(name, digest);
-    notify(pointing.tags.length ? `Deleted manifest ${digest} and its tags ${pointing.tags.join(", ")}.` : `Deleted manifest ${digest}.`);
+    const tagged = pointing.tags.length === 1 ? ` and its tag ${pointing.tags[0]}` : pointing.tags.length ? ` and its tags ${pointing.tags.join(", ")}` : "";
+    notify(`Deleted manifest ${digest}${tagged}.`);
     return true;
   } catch (failure) {
     notify(describe(failure), "error");

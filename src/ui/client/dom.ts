@@ -208,10 +208,16 @@ export function notify(message: Child, kind: "ok" | "error" = "ok"): void {
   const status = document.getElementById("status");
   if (!status) return;
   fill(status, h("p", { class: `notice ${kind}`, role: kind === "error" ? "alert" : null }, message));
+  status.dataset.fresh = "true";
 }
 
-/** Clears the status area. */
+/**
+ * Clears the status area when a page is drawn, except for a message shown just before: an
+ * action that goes to another page (a deletion, signing in or out) keeps its message there.
+ */
 export function clearNotice(): void {
   const status = document.getElementById("status");
-  if (status) status.replaceChildren();
+  if (!status) return;
+  if (status.dataset.fresh) delete status.dataset.fresh;
+  else status.replaceChildren();
 }

@@ -19,6 +19,7 @@ async function draw(): Promise<void> {
   const controller = new AbortController();
   drawing = controller;
   const { signal } = controller;
+  clearNotice();
   drawHeader();
   const place = currentPlace();
   fill(main, h("p", { class: "loading" }, "Loading…"));
@@ -41,10 +42,7 @@ async function draw(): Promise<void> {
   }
 }
 
-window.addEventListener("hashchange", () => {
-  clearNotice();
-  void draw();
-});
+window.addEventListener("hashchange", () => void draw());
 document.addEventListener("r2-ui:redraw", () => void draw());
 // "/" jumps to the page's filter box, as on many sites.
 document.addEventListener("keydown", (event) => {

@@ -10,7 +10,8 @@ import { digestHref, host, repositoryHref, rightsFor, type Reference } from "./n
 import { blobsOf, platformOf, summarize, typeCell } from "./repository.js";
 import { describe, go } from "./shell.js";
 
-const section = (title: string, ...children: Child[]) => h("section", { class: "panel" }, h("h2", null, title), children);
+const section = (id: string, title: string, ...children: Child[]) =>
+  h("section", { class: "panel", id, "aria-labelledby": `${id}-title` }, h("h2", { id: `${id}-title` }, title), children);
 
 /** A command line from an image config's entrypoint or cmd. */
 function argv(values: string[] | null | undefined): Child {
@@ -30,6 +31,7 @@ function platforms(name: string, body: api.ManifestBody, signal: AbortSignal): H
     ),
   );
   return section(
+    "platforms",
     `Platforms (${children.length})`,
     table(
       "Platforms",
@@ -61,6 +63,7 @@ async function image(name: string, body: api.ManifestBody, signal: AbortSignal):
   const total = blobsOf(body).reduce((sum, d) => sum + d.size, 0);
   return [
     section(
+      "config",
       "Config",
       problem ? h("p", { class: "error" }, `The config could not be read: ${problem}`) : null,
       facts([
@@ -78,6 +81,7 @@ async function image(name: string, body: api.ManifestBody, signal: AbortSignal):
       pairs(settings.Labels),
     ),
     section(
+      "layers",
       `Layers (${layers.length}, ${size(total).textContent} with the config)`,
       table(
         "Layers",
@@ -92,6 +96,7 @@ async function image(name: string, body: api.ManifestBody, signal: AbortSignal):
       ),
     ),
     section(
+      "history",
       `History (${history.length})`,
       history.length
         ? table(
@@ -112,6 +117,7 @@ async function image(name: string, body: api.ManifestBody, signal: AbortSignal):
 function artifact(body: api.ManifestBody): HTMLElement {
   const layers = body.layers ?? [];
   return section(
+    "blobs",
     `Blobs (${layers.length})`,
     facts([["Config type", body.config?.mediaType ? h("code", null, body.config.mediaType) : undefined]]),
     layers.length
@@ -135,10 +141,11 @@ async function referrers(name: string, digest: string, signal: AbortSignal, foun
   try {
     list = await api.referrers(name, digest, signal);
   } catch (failure) {
-    return section("Referrers", h("p", { class: "error" }, describe(failure)));
+    return section("referrers", "Referrers", h("p", { class: "error" }, describe(failure)));
   }
   found(list.length);
   return section(
+    "referrers",
     `Referrers (${list.length})`,
     list.length
       ? table(
@@ -177,7 +184,7 @@ export async function drawManifest(main: HTMLElement, ref: Reference, signal: Ab
   const referrersPanel = h("div", null, h("p", { class: "loading" }, "Looking for referrers…"));
   const dependents = { children: body.manifests?.length ?? 0, referrers: undefined as number | undefined };
   const details: Child[] =
-    kind === "index" ? [platforms(name, body, signal)] : kind === "artifact" ? [artifact(body)] : kind === "schema1" ? [section("Layers", h("p", null, "A Docker schema 1 manifest (deprecated): see its JSON below."))] : [h("p", { class: "loading" }, "Loading the config…")];
+    kind === "index" ? [platforms(name, body, signal)] : kind === "artifact" ? [artifact(body)] : kind === "schema1" ? [section("layers", "Layers", h("p", null, "A Docker schema 1 manifest (deprecated): see its JSON below."))] : [h("p", { class: "loading" }, "Loading the config…")];
 
   const detailsPanel = h("div", { id: "details" }, details);
   const indexSize = h("span", { class: "muted" }, "…");
@@ -205,6 +212,7 @@ export async function drawManifest(main: HTMLElement, ref: Reference, signal: Ab
       ["Annotations", body.annotations && Object.keys(body.annotations).length ? pairs(body.annotations) : undefined],
     ]),
     section(
+      "pull",
       "Pull",
       ref.tag ? command(`docker pull ${host}/${name}:${ref.tag}`) : null,
       command(`docker pull ${host}/${name}@${digest}`),

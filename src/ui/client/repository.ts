@@ -123,7 +123,7 @@ export async function drawRepository(main: HTMLElement, place: Place, name: stri
   const run = limiter(6);
   /** A row for `tag`, filled in as its manifest arrives. */
   const tagRow = (tag: string, known?: Promise<Summary>): HTMLTableRowElement => {
-    const cells: HTMLElement[] = HEADERS.map(() => h("span"));
+    const cells: HTMLElement[] = HEADERS.map((_, i) => h("span", null, i > 0 && i < 6 ? "…" : ""));
     cells[0] = h("a", { href: tagHref(name, tag) }, tag);
     let digest: string | undefined;
     if (mayPush) addDelete(cells[6]!, tag, () => digest);

@@ -96,6 +96,7 @@ export function drawSignIn(main: HTMLElement, next: string, message = ""): void 
     main,
     h("h1", { tabindex: -1 }, "Sign in"),
     h("p", null, "Use this registry's own credentials (the ones you give ", h("code", null, "docker login"), "). They are kept in this tab only, until you sign out or close it."),
+    error,
     form,
   );
 }
