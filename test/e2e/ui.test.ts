@@ -2,10 +2,11 @@
 /**
  * The web UI in a real browser (Debian's chromium, driven by playwright-core) against `pnpm dev`:
  * skopeo pushes an image and a two-platform index, a signature and an SBOM are attached to the
- * image; the browser signs in, walks repositories → repository → tag → image → referrer and the
- * index's platforms, checks what each page shows against what was pushed, deletes a tag and a
- * manifest and collects the garbage, and signs out; a read-only user sees no delete buttons and
- * has a crafted delete refused; with ANONYMOUS_PULL the same bucket is browsed without signing in.
+ * image; the browser signs in (a bad token and a wrong password first), walks repositories →
+ * repository → tag → image → referrer and the index's platforms, checks what each page shows
+ * against what was pushed, deletes a tag and a manifest and collects the garbage, and signs out;
+ * a read-only user sees no delete buttons and has a crafted delete refused; a registry that stops
+ * answering is reported; with ANONYMOUS_PULL the same bucket is browsed without signing in.
  * Screenshots of every page go to the directory printed at the start (UI_SCREENSHOTS=<dir> to
  * choose it). Also checks that src/ui/assets.ts is what its sources build to.
  */
@@ -124,6 +125,12 @@ describe.skipIf(targetKind() !== "dev")("web UI in a real browser", () => {
     await page.locator("form.sign-in").waitFor();
     expect(await page.locator("#sign-in-error").textContent()).toMatch(/Sign in to browse this registry/);
     await shot("1-sign-in");
+    // A token is sent as Bearer: a bad one is refused.
+    await page.check("input[name=method][value=token]");
+    await page.fill("#token", "not-a-token");
+    await page.click("form.sign-in button[type=submit]");
+    await page.locator("#sign-in-error", { hasText: "refused these credentials" }).waitFor();
+    await page.check("input[name=method][value=password]");
     await page.fill("#username", srv().username);
     await page.fill("#password", "not-the-password");
     await page.click("form.sign-in button[type=submit]");
@@ -335,12 +342,24 @@ describe.skipIf(targetKind() !== "dev")("web UI in a real browser", () => {
     expect(await page.$eval("#layers thead", (el) => getComputedStyle(el).position)).toBe("absolute");
   });
 
-  it("with ANONYMOUS_PULL, browses the same bucket without signing in, and offers no deletes", async () => {
+  it("says so when the registry does not answer", async () => {
     await context.close();
-    const stateDir = srv().stateDir;
-    // The same bucket, served again with public pulls.
+    page = await newPage();
+    await open("");
+    await page.locator("form.sign-in").waitFor();
     await server!.process.stop();
-    server = await startDevServer({ stateDir, env: { ANONYMOUS_PULL: "true" } });
+    await page.evaluate(() => {
+      location.hash = "#/r/ui/app";
+    });
+    await page.locator("h1", { hasText: "Registry unreachable" }).waitFor();
+    expect(await page.locator("main .error").textContent()).toContain("The registry did not answer");
+    await shot("12-unreachable");
+  });
+
+  it("with ANONYMOUS_PULL, browses the same bucket without signing in, and offers no deletes", async () => {
+    // The same bucket, served again with public pulls.
+    server = await startDevServer({ stateDir: srv().stateDir, env: { ANONYMOUS_PULL: "true" } });
+    await context.close();
     page = await newPage();
     await open("");
     expect(await rowsOf("#repositories")).toEqual([
@@ -348,7 +367,7 @@ describe.skipIf(targetKind() !== "dev")("web UI in a real browser", () => {
       ["ui/multi", "0"],
     ]);
     expect(await page.locator("#sign-in").textContent()).toBe("Sign in");
-    await shot("12-anonymous");
+    await shot("13-anonymous");
     await open("#/r/ui/app:v1");
     await page.locator("#referrers-title", { hasText: "Referrers (2)" }).waitFor();
     await page.locator("#read-only").waitFor();
