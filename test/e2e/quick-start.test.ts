@@ -18,7 +18,7 @@ import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { REPO_ROOT } from "./lib/dev-server.ts";
 import { describeResponse, httpFetch } from "./lib/http.ts";
-import { BackgroundProcess, cleanupAll, freePort, makeTempDir, removeTempDir, run } from "./lib/processes.ts";
+import { BackgroundProcess, cleanupAll, freePort, makeTempDir, removeTempDir, run, sleep } from "./lib/processes.ts";
 
 /** A PATH like a fresh Debian machine's: the system Node (older than 22) and no pnpm. */
 const OLD_PATH = "/usr/bin:/bin";
@@ -48,26 +48,45 @@ function escapeRegExp(text: string): string {
   return text.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
 }
 
-/** The executables of the processes still in process group `pgid` (Linux /proc). */
-function executablesInGroup(pgid: number): string[] {
-  const exes: string[] = [];
+/**
+ * The processes of session `sid` (Linux /proc) with their executables. BackgroundProcess starts
+ * the script in a session of its own, and pnpm runs `pnpm dev`'s command in a process group of
+ * its own inside it: the session, not the group, holds everything the script started.
+ */
+function sessionProcesses(sid: number): Array<{ pid: number; exe: string }> {
+  const found: Array<{ pid: number; exe: string }> = [];
   for (const entry of readdirSync("/proc")) {
     if (!/^\d+$/.test(entry)) continue;
     try {
-      // Field 5 of /proc/<pid>/stat is the process group; the command name (2) may hold spaces.
+      // After the command name (which may hold spaces): state, ppid, pgrp, session.
       const stat = readFileSync(`/proc/${entry}/stat`, "utf8");
       const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-      if (Number(fields[2]) === pgid) exes.push(readlinkSync(`/proc/${entry}/exe`));
+      if (Number(fields[3]) === sid) found.push({ pid: Number(entry), exe: readlinkSync(`/proc/${entry}/exe`) });
     } catch {
       /* gone meanwhile */
     }
   }
-  return exes;
+  return found;
+}
+
+/** Stops the script (pnpm passes the SIGTERM on to its command's group), then anything left. */
+async function stopSession(proc: BackgroundProcess | undefined): Promise<void> {
+  if (!proc?.pid) return;
+  const sid = proc.pid;
+  await proc.stop();
+  for (let i = 0; i < 50 && sessionProcesses(sid).length > 0; i++) await sleep(100);
+  for (const { pid } of sessionProcesses(sid)) {
+    try {
+      process.kill(pid, "SIGKILL");
+    } catch {
+      /* gone meanwhile */
+    }
+  }
 }
 
 let clone: string | undefined;
 let start: BackgroundProcess | undefined;
-afterAll(() => cleanupAll([() => start?.stop(), () => removeTempDir(clone)]));
+afterAll(() => cleanupAll([() => stopSession(start), () => removeTempDir(clone)]));
 
 describe("README quick start: ./scripts/start", () => {
   it("from a fresh clone with an old Node on PATH: provisions Node and pnpm, installs, starts the registry", async () => {
@@ -99,9 +118,11 @@ describe("README quick start: ./scripts/start", () => {
     const authorized = await httpFetch({ url, headers: { Authorization: `Basic ${Buffer.from("hello:world").toString("base64")}` } });
     expect(authorized.status, describeResponse("GET", url, authorized)).toBe(200);
 
-    // The registry runs on the Node the script chose, not on PATH's: every node process of the
-    // script's process group (pnpm dev's scripts/dev.mjs, wrangler) is the cache's.
-    const nodes = executablesInGroup(start.pid!).filter((exe) => /\/node$/.test(exe));
+    // The registry runs on the Node the script chose, not on PATH's: every node process the
+    // script started (scripts/dev.mjs, wrangler and its child) is the cache's.
+    const nodes = sessionProcesses(start.pid!)
+      .map((p) => p.exe)
+      .filter((exe) => /\/node$/.test(exe));
     expect(nodes.length, start.describe("no node process in the group")).toBeGreaterThan(0);
     if (provisioned) {
       expect(logs).toMatch(new RegExp(`toolchain: node v\\d+\\.\\d+\\.\\d+, pnpm \\d+\\.\\d+\\.\\d+ \\(from ${escapeRegExp(NODE_DIR)}/bin\\)`));
@@ -112,6 +133,12 @@ describe("README quick start: ./scripts/start", () => {
     } else {
       expect(logs).toContain("(from PATH)");
     }
+
+    // SIGTERM to the script's process group (Ctrl-C does the same) stops everything it started.
+    const sid = start.pid!;
+    await start.stop();
+    for (let i = 0; i < 50 && sessionProcesses(sid).length > 0; i++) await sleep(100);
+    expect(sessionProcesses(sid), "processes left 5 s after the script was stopped").toEqual([]);
     console.log(`quick start: ready ${(readyAfterMs / 1000).toFixed(1)} s after ./scripts/start (node on ${OLD_PATH}: ${oldNode || "missing"}, pnpm: ${oldPnpm || "missing"})`);
   }, 600_000);
 });
