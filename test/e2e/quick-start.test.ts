@@ -25,15 +25,15 @@ const OLD_PATH = "/usr/bin:/bin";
 const NODE_DIR = process.env.R2_REGISTRY_NODE_DIR || join(homedir(), ".cache", "r2-registry-node24");
 
 /**
- * Only what a person's login shell would have: HOME (the pnpm store lives under it), the old
- * PATH and the cache dir. Everything else of this process's environment (npm_*, NODE_OPTIONS,
- * CI, USERNAME...) is dropped.
+ * Only what a person's login shell on this machine would have: HOME (the pnpm store lives under
+ * it), locale and temp dir, the machine's network settings (proxy, CA certificates: npm needs
+ * them to download Node), the old PATH and the cache dir. Everything else of this process's
+ * environment (npm_*, NODE_OPTIONS, CI, USERNAME, the Worker's settings...) is dropped.
  */
 function freshEnv(extra: Record<string, string>): Record<string, string | undefined> {
   const env: Record<string, string | undefined> = {};
-  for (const key of Object.keys(process.env)) env[key] = undefined;
-  const keep = ["HOME", "LANG", "TMPDIR", "XDG_CACHE_HOME", "XDG_DATA_HOME", "XDG_CONFIG_HOME", "XDG_STATE_HOME"];
-  for (const key of keep) if (process.env[key] !== undefined) env[key] = process.env[key];
+  const keep = /^(HOME|USER|LOGNAME|SHELL|LANG|LC_\w+|TZ|TMPDIR|XDG_\w+|\w*_PROXY|NODE_EXTRA_CA_CERTS|SSL_CERT_(FILE|DIR))$/i;
+  for (const [key, value] of Object.entries(process.env)) env[key] = keep.test(key) ? value : undefined;
   return { ...env, PATH: OLD_PATH, R2_REGISTRY_NODE_DIR: NODE_DIR, ...extra };
 }
 
