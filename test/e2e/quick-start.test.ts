@@ -123,7 +123,7 @@ describe("README quick start: ./scripts/start", () => {
     const nodes = sessionProcesses(start.pid!)
       .map((p) => p.exe)
       .filter((exe) => /\/node$/.test(exe));
-    expect(nodes.length, start.describe("no node process in the group")).toBeGreaterThan(0);
+    expect(nodes.length, start.describe("no node process in the session")).toBeGreaterThan(0);
     if (provisioned) {
       expect(logs).toMatch(new RegExp(`toolchain: node v\\d+\\.\\d+\\.\\d+, pnpm \\d+\\.\\d+\\.\\d+ \\(from ${escapeRegExp(NODE_DIR)}/bin\\)`));
       const cached = realpathSync(join(NODE_DIR, "bin", "node"));
