@@ -147,6 +147,8 @@ export default {
     return withHeaders(response, (headers) => {
       if (response.status === 401) headers.set("WWW-Authenticate", challengeFor(config, url.origin));
       if (isV2(url.pathname)) headers.set("Docker-Distribution-API-Version", "registry/2.0");
+      // Browsers must take every answer as the type it says (a manifest or blob is never a page).
+      headers.set("X-Content-Type-Options", "nosniff");
       addCorsHeaders(headers, request, config);
     });
   },
