@@ -60,8 +60,8 @@ export function envelopes(notices: Notice[]): Notice[][] {
  * const outcome = await post(endpoint, notices, 5000); // { ok: false, reason: "status 503" }
  */
 export async function post(endpoint: Endpoint, notices: Notice[], timeoutMs: number): Promise<Outcome> {
-  const { contentType, body } = envelope(endpoint.format, notices);
   try {
+    const { contentType, body } = envelope(endpoint.format, notices);
     const response = await fetch(endpoint.url, {
       method: "POST",
       headers: { ...endpoint.headers, "Content-Type": contentType },

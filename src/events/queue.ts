@@ -48,7 +48,13 @@ export function backoff(attempts: number): number {
 
 function isEnvelope(body: unknown): body is QueuedEnvelope {
   const b = body as Partial<QueuedEnvelope> | null;
-  return typeof b?.endpoint === "string" && (b.format === "distribution" || b.format === "cloudevents") && Array.isArray(b.notices);
+  return (
+    typeof b?.endpoint === "string" &&
+    (b.format === "distribution" || b.format === "cloudevents") &&
+    Array.isArray(b.notices) &&
+    b.notices.length > 0 &&
+    b.notices.every((n) => typeof n?.event?.target?.repository === "string")
+  );
 }
 
 /**

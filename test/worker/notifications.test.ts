@@ -416,12 +416,17 @@ describe("with NOTIFICATIONS_QUEUE bound", () => {
   it("drops messages for endpoints no longer configured, and messages that are not envelopes", async () => {
     const warn = vi.spyOn(console, "warn").mockImplementation(() => undefined);
     const result = await consume(
-      [{ body: { endpoint: "https://gone.test/x?token=t0ken", format: "distribution", notices: [] } }, { body: "garbage" }],
+      [
+        { body: { endpoint: "https://gone.test/x?token=t0ken", format: "distribution", notices: [{ kind: "tag", event: { target: { repository: "a" } } }] } },
+        { body: "garbage" },
+        { body: { endpoint: HOOK, format: "distribution", notices: [{ kind: "tag" }] } },
+      ],
       hooked([{ url: HOOK }]),
     );
-    expect(result.explicitAcks.sort()).toEqual(["m0", "m1"]);
+    expect(result.explicitAcks.sort()).toEqual(["m0", "m1", "m2"]);
     expect(deliveries).toHaveLength(0);
-    expect(warn).toHaveBeenCalledTimes(2);
+    expect(warn).toHaveBeenCalledTimes(3);
+    expect(String(warn.mock.calls[0]![0])).toContain("https://gone.test/x (distribution): no longer in NOTIFICATIONS_JSON");
     expect(warn.mock.calls.join(" ")).not.toContain("t0ken");
   });
 
