@@ -17,13 +17,16 @@
 //   JWT_ISSUER, TOKEN_SECRET, LOGIN_FAILURE_LIMIT, ANONYMOUS_PULL, CORS_ORIGINS, REGISTRIES_JSON
 //   (and the password_env variables it names), REGISTRIES_TAG_TTL, REGISTRIES_TIMEOUT,
 //   PUSH_COMPATIBILITY_MODE, MAX_CHUNK_SIZE, UPLOAD_PART_SIZE, GC_MODE, GC_GRACE_PERIOD,
-//   GC_UPLOAD_MAX_AGE, LOG_R2_OPERATIONS
+//   GC_UPLOAD_MAX_AGE, LOG_R2_OPERATIONS, NOTIFICATIONS_JSON (and the headers_env variables it
+//   names)
 //                             passed to the Worker when set
 //   DEV_PROTOCOL=http         serve plain HTTP instead (clients then need their http switches)
 //   WRANGLER_LOG              wrangler's log level, its output then shown unfiltered. Unset, the
 //                             Worker's own log lines (console.log, console.error, ...) are shown
 //                             and wrangler's start-up banner, bindings table and per-request lines
 //                             are left out.
+//
+// Notifications go through a local queue bound as NOTIFICATIONS_QUEUE (unless the config binds one).
 import { spawn } from "node:child_process";
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { request } from "node:https";
@@ -56,6 +59,7 @@ const PASSED_THROUGH = [
   "GC_GRACE_PERIOD",
   "GC_UPLOAD_MAX_AGE",
   "LOG_R2_OPERATIONS",
+  "NOTIFICATIONS_JSON",
 ];
 
 const USAGE = `usage: pnpm dev [--port N] [--ip ADDRESS] [--var NAME:VALUE]...
@@ -151,6 +155,16 @@ try {
 } catch {
   // The Worker reports a bad REGISTRIES_JSON itself.
 }
+// …and the header secrets NOTIFICATIONS_JSON names with headers_env.
+try {
+  for (const entry of JSON.parse(vars.get("NOTIFICATIONS_JSON") || "[]")) {
+    for (const name of Object.values(entry?.headers_env ?? {})) {
+      if (typeof name === "string" && !vars.has(name) && process.env[name] !== undefined) vars.set(name, process.env[name]);
+    }
+  }
+} catch {
+  // The Worker reports a bad NOTIFICATIONS_JSON itself.
+}
 const username = vars.get("USERNAME") || process.env.USERNAME || devVar(toml, "USERNAME") || "hello";
 const password = vars.get("PASSWORD") || process.env.PASSWORD || devVar(toml, "PASSWORD") || "world";
 vars.set("USERNAME", username);
@@ -163,8 +177,30 @@ mkdirSync(dirname(generated), { recursive: true });
 mkdirSync(stateDir, { recursive: true });
 writeFileSync(
   generated,
-  toml.replace(/^main\s*=\s*"([^"]+)"/m, (_, main) => `main = ${JSON.stringify(resolve(root, main))}`),
+  toml.replace(/^main\s*=\s*"([^"]+)"/m, (_, main) => `main = ${JSON.stringify(resolve(root, main))}`) + devQueue(toml, port),
 );
+
+/**
+ * A local queue (miniflare runs it in memory) carrying notifications to the Worker's own consumer,
+ * named after the port so that dev servers side by side keep their own; none if the config binds one.
+ */
+function devQueue(toml, port) {
+  if (/^\s*\[\[env\.dev\.queues\.producers\]\]/m.test(toml)) return "";
+  const queue = `r2-registry-events-dev-${port}`;
+  return [
+    "",
+    "[[env.dev.queues.producers]]",
+    'binding = "NOTIFICATIONS_QUEUE"',
+    `queue = "${queue}"`,
+    "",
+    "[[env.dev.queues.consumers]]",
+    `queue = "${queue}"`,
+    "max_batch_size = 10",
+    "max_batch_timeout = 1",
+    "max_retries = 3",
+    "",
+  ].join("\n");
+}
 
 const inspectorPort = await freePort();
 const args = [

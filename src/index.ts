@@ -3,6 +3,7 @@ import { configFor, type Config } from "./config";
 import { addCorsHeaders, corsPreflight, refuseCrossSite } from "./cors";
 import type { Env } from "./env";
 import { errorResponse, RegistryError } from "./errors";
+import { consumeNotifications, notifyScheduledCollection, withNotifications } from "./events";
 import { R2Registry } from "./registry/r2";
 import { metered } from "./registry/r2/metered";
 import { ProxyRegistry, Upstream } from "./registry/proxy";
@@ -38,7 +39,7 @@ async function handle(request: Request, env: Env, ctx: ExecutionContext, url: UR
   if (!isV2(url.pathname)) throw new RegistryError("NOT_FOUND", `no such endpoint: ${url.pathname}`);
   // LOG_R2_OPERATIONS: count what each request costs in R2 operations, and log it, including the
   // work it leaves to waitUntil (e.g. a pull-through copy), once that is done too.
-  if (!config.logR2Operations) return await route(request, env.REGISTRY, config, principal, url, (promise) => ctx.waitUntil(promise));
+  if (!config.logR2Operations) return await route(request, env.REGISTRY, config, principal, url, (promise) => ctx.waitUntil(promise), env.NOTIFICATIONS_QUEUE);
   const meter = metered(env.REGISTRY);
   const background: Promise<unknown>[] = [];
   const waitUntil = (promise: Promise<unknown>) => {
@@ -51,7 +52,7 @@ async function handle(request: Request, env: Env, ctx: ExecutionContext, url: UR
   };
   let response: Response;
   try {
-    response = await route(request, meter.bucket, config, principal, url, waitUntil);
+    response = await route(request, meter.bucket, config, principal, url, waitUntil, env.NOTIFICATIONS_QUEUE);
   } catch (error) {
     if (background.length === 0) log();
     else ctx.waitUntil(Promise.allSettled(background).then(log));
@@ -77,6 +78,7 @@ async function route(
   principal: Principal,
   url: URL,
   waitUntil: (promise: Promise<unknown>) => void,
+  queue: Env["NOTIFICATIONS_QUEUE"],
 ): Promise<Response> {
   let registry: Registry = new R2Registry(bucket, { partSize: config.uploadPartSize });
   const { upstreams, tagTtl, timeoutMs } = config.pullThrough;
@@ -88,6 +90,8 @@ async function route(
       { waitUntil, bucket, ...(tagTtl !== undefined ? { tagTtl } : {}) },
     );
   }
+  // Notifications of pushes, deletes (collections' too) and asked-for pulls, after the response.
+  registry = withNotifications(registry, config, { request, url, principal, waitUntil, queue });
   const response = await router.fetch(request, { registry, config, principal, url, waitUntil });
   if (response) return response;
   const allowed = allowedMethods(router, url.pathname);
@@ -117,17 +121,22 @@ async function scheduled(env: Env): Promise<void> {
   const config = configFor(env);
   const registry = new R2Registry(env.REGISTRY, { partSize: config.uploadPartSize });
   const report = await registry.collectAll({ ...config.gc, dryRun: false });
+  // Its deletes are notified before the run ends (no client waits for it).
+  const sending: Promise<unknown>[] = [];
+  notifyScheduledCollection(config, report.repositories, { waitUntil: (p) => sending.push(p), queue: env.NOTIFICATIONS_QUEUE });
   const manifests = report.repositories.reduce((sum, r) => sum + r.manifests.length, 0);
   const blobs = report.repositories.reduce((sum, r) => sum + r.blobs.length, 0);
   console.log(
     `r2-registry: scheduled gc (${report.mode}) of ${report.repositories.length} repositories: ${manifests} manifests, ${blobs} blobs, ` +
       `${report.uploads.sessions} abandoned uploads, ${report.uploads.objects + report.orphans.objects} temporary objects, ${report.bytes} bytes freed`,
   );
+  await Promise.allSettled(sending);
 }
 
 /**
  * The Worker: auth, then the OCI Distribution routes under `/v2/`, on the R2 bucket `REGISTRY`;
- * and, when a cron trigger is configured, scheduled garbage collection.
+ * when a cron trigger is configured, scheduled garbage collection; and the consumer of
+ * `NOTIFICATIONS_QUEUE` when it is bound.
  */
 export default {
   async fetch(request: Request, env: Env, ctx: ExecutionContext): Promise<Response> {
@@ -155,5 +164,10 @@ export default {
 
   async scheduled(_controller: ScheduledController, env: Env): Promise<void> {
     await scheduled(env);
+  },
+
+  /** The consumer of `NOTIFICATIONS_QUEUE`: delivers queued notifications, with retries. */
+  async queue(batch: MessageBatch<unknown>, env: Env): Promise<void> {
+    await consumeNotifications(batch, configFor(env).notifications);
   },
 } satisfies ExportedHandler<Env>;
