@@ -1,3 +1,5 @@
+import type { QueuedEnvelope } from "./events/queue";
+
 /** The bindings and variables the Worker receives (names kept from serverless-registry). */
 export interface Env {
   /** The R2 bucket that holds everything. */
@@ -10,6 +12,14 @@ export interface Env {
   READONLY_PASSWORD?: string;
   /** Base64 of a public JSON Web Key verifying tokens passed as the Basic password. */
   JWT_REGISTRY_TOKENS_PUBLIC_KEY?: string;
+  /** The `aud` a JWT must name (optional; any when unset). */
+  JWT_AUDIENCE?: string;
+  /** The `iss` a JWT must have (optional; any when unset). */
+  JWT_ISSUER?: string;
+  /** Secret the tokens of `/token` are signed with (optional; else derived from the credentials). */
+  TOKEN_SECRET?: string;
+  /** Failed Basic logins per client address and minute before 429s (default 10; 0: no limit). */
+  LOGIN_FAILURE_LIMIT?: string;
   /** `true` makes pulls public (pushes and deletes still need credentials). */
   ANONYMOUS_PULL?: string;
   /** Comma-separated browser origins allowed by CORS, or `*`. */
@@ -38,5 +48,9 @@ export interface Env {
   R2_LIMITS?: string;
   /** With `R2_LIMITS=enforce`: R2 calls allowed per invocation (default 10000; Workers Free: 50). */
   R2_SUBREQUEST_LIMIT?: string;
+  /** JSON array of endpoints told about pushes, pulls and deletes. */
+  NOTIFICATIONS_JSON?: string;
+  /** Queue carrying notifications to the consumer in this Worker (optional: else best effort). */
+  NOTIFICATIONS_QUEUE?: Queue<QueuedEnvelope>;
   [secret: string]: unknown;
 }

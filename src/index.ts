@@ -1,8 +1,9 @@
 import { authenticate, challengeFor, issueToken, TOKEN_PATH, type Principal } from "./auth";
 import { configFor, type Config } from "./config";
-import { addCorsHeaders, corsPreflight } from "./cors";
+import { addCorsHeaders, corsPreflight, refuseCrossSite } from "./cors";
 import type { Env } from "./env";
 import { errorResponse, RegistryError } from "./errors";
+import { consumeNotifications, notifyScheduledCollection, withNotifications } from "./events";
 import { R2Registry } from "./registry/r2";
 import { invocationBucket } from "./registry/r2/bucket";
 import { metered } from "./registry/r2/metered";
@@ -11,6 +12,7 @@ import type { Registry } from "./registry/registry";
 import { withHeaders } from "./http";
 import { fixedLength, pump } from "./streams";
 import { allowedMethods, createRouter } from "./router";
+import { isUiPath, serveUi } from "./ui/serve";
 
 const router = createRouter();
 
@@ -25,6 +27,8 @@ async function handle(request: Request, env: Env, ctx: ExecutionContext, url: UR
       headers: { "Content-Type": "text/plain; charset=utf-8" },
     });
   }
+  // The web UI: static files, no credentials needed (the page signs in against /v2/ itself).
+  if (isUiPath(url.pathname)) return serveUi(request, url);
   if (!env.REGISTRY) {
     console.error("r2-registry: no R2 bucket is bound as REGISTRY; add it to wrangler.toml (see wrangler.toml.example)");
     throw new RegistryError("UNAVAILABLE", "the registry is misconfigured: no R2 bucket is bound as REGISTRY", {
@@ -37,7 +41,8 @@ async function handle(request: Request, env: Env, ctx: ExecutionContext, url: UR
   // LOG_R2_OPERATIONS: count what each request costs in R2 operations, and log it, including the
   // work it leaves to waitUntil (e.g. a pull-through copy), once that is done too.
   if (!config.logR2Operations) {
-    return await route(request, invocationBucket(env.REGISTRY, config.r2Limits), config, principal, url, (promise) => ctx.waitUntil(promise));
+    const bucket = invocationBucket(env.REGISTRY, config.r2Limits);
+    return await route(request, bucket, config, principal, url, (promise) => ctx.waitUntil(promise), env.NOTIFICATIONS_QUEUE);
   }
   const meter = metered(env.REGISTRY);
   const background: Promise<unknown>[] = [];
@@ -51,7 +56,7 @@ async function handle(request: Request, env: Env, ctx: ExecutionContext, url: UR
   };
   let response: Response;
   try {
-    response = await route(request, invocationBucket(meter.bucket, config.r2Limits), config, principal, url, waitUntil);
+    response = await route(request, invocationBucket(meter.bucket, config.r2Limits), config, principal, url, waitUntil, env.NOTIFICATIONS_QUEUE);
   } catch (error) {
     if (background.length === 0) log();
     else ctx.waitUntil(Promise.allSettled(background).then(log));
@@ -77,6 +82,7 @@ async function route(
   principal: Principal,
   url: URL,
   waitUntil: (promise: Promise<unknown>) => void,
+  queue: Env["NOTIFICATIONS_QUEUE"],
 ): Promise<Response> {
   let registry: Registry = new R2Registry(bucket, { partSize: config.uploadPartSize });
   const { upstreams, tagTtl, timeoutMs } = config.pullThrough;
@@ -88,6 +94,8 @@ async function route(
       { waitUntil, bucket, ...(tagTtl !== undefined ? { tagTtl } : {}) },
     );
   }
+  // Notifications of pushes, deletes (collections' too) and asked-for pulls, after the response.
+  registry = withNotifications(registry, config, { request, url, principal, waitUntil, queue });
   const response = await router.fetch(request, { registry, config, principal, url, waitUntil });
   if (response) return response;
   const allowed = allowedMethods(router, url.pathname);
@@ -117,26 +125,34 @@ async function scheduled(env: Env): Promise<void> {
   const config = configFor(env);
   const registry = new R2Registry(invocationBucket(env.REGISTRY, config.r2Limits), { partSize: config.uploadPartSize });
   const report = await registry.collectAll({ ...config.gc, dryRun: false });
+  // Its deletes are notified before the run ends (no client waits for it).
+  const sending: Promise<unknown>[] = [];
+  notifyScheduledCollection(config, report.repositories, { waitUntil: (p) => sending.push(p), queue: env.NOTIFICATIONS_QUEUE });
   const manifests = report.repositories.reduce((sum, r) => sum + r.manifests.length, 0);
   const blobs = report.repositories.reduce((sum, r) => sum + r.blobs.length, 0);
   console.log(
     `r2-registry: scheduled gc (${report.mode}) of ${report.repositories.length} repositories: ${manifests} manifests, ${blobs} blobs, ` +
       `${report.uploads.sessions} abandoned uploads, ${report.uploads.objects + report.orphans.objects} temporary objects, ${report.bytes} bytes freed`,
   );
+  await Promise.allSettled(sending);
 }
 
 /**
  * The Worker: auth, then the OCI Distribution routes under `/v2/`, on the R2 bucket `REGISTRY`;
- * and, when a cron trigger is configured, scheduled garbage collection.
+ * when a cron trigger is configured, scheduled garbage collection; and the consumer of
+ * `NOTIFICATIONS_QUEUE` when it is bound.
  */
 export default {
   async fetch(request: Request, env: Env, ctx: ExecutionContext): Promise<Response> {
     const url = new URL(request.url);
     const config = configFor(env);
-    const preflight = corsPreflight(request, config);
-    if (preflight) return preflight;
     let response: Response;
     try {
+      const preflight = corsPreflight(request, config);
+      if (preflight) return preflight;
+      // A browser page of an origin CORS does not trust (an HTML form on any site) may not change
+      // anything with the browser's saved login: refused before auth and storage.
+      refuseCrossSite(request, url, config);
       response = await handle(request, env, ctx, url, config);
     } catch (error) {
       response = failure(error, request, url);
@@ -144,11 +160,18 @@ export default {
     return withHeaders(response, (headers) => {
       if (response.status === 401) headers.set("WWW-Authenticate", challengeFor(config, url.origin));
       if (isV2(url.pathname)) headers.set("Docker-Distribution-API-Version", "registry/2.0");
+      // Browsers must take every answer as the type it says (a manifest or blob is never a page).
+      headers.set("X-Content-Type-Options", "nosniff");
       addCorsHeaders(headers, request, config);
     });
   },
 
   async scheduled(_controller: ScheduledController, env: Env): Promise<void> {
     await scheduled(env);
+  },
+
+  /** The consumer of `NOTIFICATIONS_QUEUE`: delivers queued notifications, with retries. */
+  async queue(batch: MessageBatch<unknown>, env: Env): Promise<void> {
+    await consumeNotifications(batch, configFor(env).notifications);
   },
 } satisfies ExportedHandler<Env>;

@@ -1,3 +1,4 @@
+import { mayAccess, reachesEveryRepository, type Principal } from "../auth";
 import type { Config } from "../config";
 import { RegistryError } from "../errors";
 import type { CollectOptions } from "../registry/r2/gc";
@@ -30,6 +31,24 @@ function collectOptions(url: URL, config: Config): CollectOptions {
   return { mode, dryRun: flag(url, "dry_run"), graceMs: seconds(url, "grace", config.gc.graceMs) };
 }
 
+/**
+ * Whether the run answers what it found (`dry_run=true` or `report=true`). Such an answer lists
+ * manifests, tags and blobs, so it needs pull as well as the push a collection needs: checked
+ * before anything is collected. A plain run answers only `{"success":true}`.
+ */
+function answersReport(url: URL, dryRun: boolean, principal: Principal, name?: string): boolean {
+  const report = dryRun || flag(url, "report");
+  if (report && !mayAccess(principal, "pull", name)) {
+    const where = name === undefined ? "" : ` from ${name}`;
+    throw new RegistryError(
+      "DENIED",
+      `${principal.username} may not pull${where}: a garbage collection with dry_run or report lists manifests, tags and blobs, so it needs pull as well as push (a run without them answers only {"success":true})`,
+      { detail: name === undefined ? null : { name } },
+    );
+  }
+  return report;
+}
+
 function local(registry: Registry): Registry {
   return registry.withoutUpstreams?.() ?? registry;
 }
@@ -42,41 +61,45 @@ function json(value: unknown): Response {
  * `POST /v2/<name>/gc?mode=unreferenced|untagged`: garbage collection of one repository, as in
  * serverless-registry (answers `{"success":true}`). `dry_run=true` deletes nothing and lists what
  * would go and how many bytes that frees; `report=true` lists the same after a real run;
- * `grace=<seconds>` overrides `GC_GRACE_PERIOD` (manifests and blobs newer than it stay).
+ * `grace=<seconds>` overrides `GC_GRACE_PERIOD` (manifests and blobs newer than it stay). Push
+ * access runs it; `dry_run` and `report` answer names and digests, so they need pull too.
  *
  * @example
  * curl -u user:pass -X POST 'https://registry.example/v2/team/app/gc?mode=untagged&dry_run=true'
  */
-export const collectRepository: Handler = async (request, { registry, config, url }) => {
+export const collectRepository: Handler = async (request, { registry, config, url, principal }) => {
   const name = nameParam(request);
   const options = collectOptions(url, config);
+  const report = answersReport(url, options.dryRun === true, principal, name);
   const store = local(registry);
   if (!store.collect) throw new RegistryError("UNSUPPORTED", "this storage has no garbage collection");
-  const report = await store.collect(name, options);
+  const found = await store.collect(name, options);
   console.log(
-    `r2-registry: gc ${name} (${options.mode}${options.dryRun ? ", dry run" : ""}): ${report.manifests.length} manifests, ${report.blobs.length} blobs, ${report.bytes} bytes`,
+    `r2-registry: gc ${name} (${options.mode}${options.dryRun ? ", dry run" : ""}): ${found.manifests.length} manifests, ${found.blobs.length} blobs, ${found.bytes} bytes`,
   );
-  return json(options.dryRun || flag(url, "report") ? { success: true, ...report } : { success: true });
+  return json(report ? { success: true, ...found } : { success: true });
 };
 
 /**
  * `POST /v2/_gc?mode=…`: garbage collection of every repository, then removal of abandoned
  * uploads (`upload_age=<seconds>` overrides `GC_UPLOAD_MAX_AGE`) and of upload bytes nothing uses.
- * Needs push access to every repository. Takes `dry_run`, `grace` and `report` as above.
+ * Needs push access to every repository (and pull too for `dry_run` or `report`). Takes `dry_run`,
+ * `grace` and `report` as above.
  *
  * @example
  * curl -u user:pass -X POST 'https://registry.example/v2/_gc?mode=unreferenced&dry_run=true'
  */
 export const collectRegistry: Handler = async (_request, { registry, config, url, principal }) => {
-  if (principal.repositories !== undefined) {
+  if (!reachesEveryRepository(principal)) {
     throw new RegistryError("DENIED", "a registry-wide garbage collection needs access to every repository");
   }
   const options = { ...collectOptions(url, config), uploadMaxAgeMs: seconds(url, "upload_age", config.gc.uploadMaxAgeMs) };
+  const report = answersReport(url, options.dryRun === true, principal);
   const store = local(registry);
   if (!store.collectAll) throw new RegistryError("UNSUPPORTED", "this storage has no garbage collection");
-  const report = await store.collectAll(options);
+  const found = await store.collectAll(options);
   console.log(
-    `r2-registry: gc of all ${report.repositories.length} repositories (${options.mode}${options.dryRun ? ", dry run" : ""}): ${report.bytes} bytes, ${report.uploads.sessions} abandoned uploads, ${report.orphans.objects} unused upload objects`,
+    `r2-registry: gc of all ${found.repositories.length} repositories (${options.mode}${options.dryRun ? ", dry run" : ""}): ${found.bytes} bytes, ${found.uploads.sessions} abandoned uploads, ${found.orphans.objects} unused upload objects`,
   );
-  return json(options.dryRun || flag(url, "report") ? { success: true, ...report } : { success: true });
+  return json(report ? { success: true, ...found } : { success: true });
 };

@@ -1,8 +1,8 @@
 import { digestBytes, parseDigest, toHex } from "../../oci/digest";
 import { baseMediaType, MediaType } from "../../oci/media-types";
 import type { ParsedManifest } from "../../oci/manifest";
-import type { ManifestContent, ManifestInfo } from "../registry";
-import { deleteKeys, keys, listAll } from "./keys";
+import type { ManifestContent, ManifestInfo, PutManifestOptions } from "../registry";
+import { CACHED_METADATA, deleteKeys, keys, listAll } from "./keys";
 import { referencesOf } from "../../oci/manifest";
 import type { R2Referrers } from "./referrers";
 
@@ -20,6 +20,9 @@ export function storedDigest(object: R2Object): string | undefined {
 function storedMediaType(object: R2Object): string {
   return baseMediaType(object.httpMetadata?.contentType) ?? MediaType.OCI_MANIFEST;
 }
+
+/** A manifest's digest key is written again only this long after its last write (R2: one write per key per second). */
+const REWRITE_MS = 2000;
 
 /** True when a stored manifest object has the content type and metadata a push would write. */
 function sameMetadata(object: R2Object, options: R2PutOptions): boolean {
@@ -46,21 +49,21 @@ export class R2Manifests {
       digest = await digestBytes(bytes);
       body = new Blob([bytes]).stream();
     }
-    return { digest, size: object.size, mediaType: storedMediaType(object), body };
+    return { digest, size: object.size, mediaType: storedMediaType(object), modified: object.uploaded, body };
   }
 
   async stat(name: string, reference: string): Promise<ManifestInfo | null> {
     const object = await this.bucket.head(keys.manifest(name, reference));
     if (!object) return null;
     const digest = storedDigest(object);
-    if (digest) return { digest, size: object.size, mediaType: storedMediaType(object) };
+    if (digest) return { digest, size: object.size, mediaType: storedMediaType(object), modified: object.uploaded };
     const full = await this.get(name, reference);
     if (!full) return null;
     await full.body.cancel();
-    return { digest: full.digest, size: full.size, mediaType: full.mediaType };
+    return { digest: full.digest, size: full.size, mediaType: full.mediaType, ...(full.modified ? { modified: full.modified } : {}) };
   }
 
-  async put(name: string, manifest: ParsedManifest, digest: string, tags: string[]): Promise<ManifestInfo> {
+  async put(name: string, manifest: ParsedManifest, digest: string, tags: string[], { cached = false }: PutManifestOptions = {}): Promise<ManifestInfo> {
     const parsed = parseDigest(digest);
     const options: R2PutOptions = {
       httpMetadata: { contentType: manifest.mediaType },
@@ -73,15 +76,18 @@ export class R2Manifests {
       ...(parsed?.algorithm === "sha256" ? { sha256: parsed.encoded } : {}),
     };
     // The digest key first: a tag never points at a manifest that is not stored. Its bytes are
-    // those of the digest, so it is written once (pushes of one manifest under several tags, or by
-    // several clients at once, would write it more than once a second: R2 refuses that); only
-    // metadata that differs (another content type) is written again.
+    // those of the digest, so pushes of one manifest under several tags, or by several clients at
+    // once, need not write it each (R2 takes one write of a key per second): it is created if
+    // absent, and written again (its time moves on, which the grace period of collections reads)
+    // only when its metadata differs or its last write is 2 s old, by one of the racing pushes.
     const digestKey = keys.manifest(name, digest);
     let stored = await this.bucket.head(digestKey);
     if (!stored && !(await this.bucket.put(digestKey, manifest.bytes, { ...options, onlyIf: { etagDoesNotMatch: "*" } }))) {
       stored = await this.bucket.head(digestKey);
     }
-    if (stored && !sameMetadata(stored, options)) await this.bucket.put(digestKey, manifest.bytes, options);
+    if (stored && (!sameMetadata(stored, options) || Date.now() - stored.uploaded.getTime() >= REWRITE_MS)) {
+      await this.bucket.put(digestKey, manifest.bytes, { ...options, onlyIf: { etagMatches: stored.etag } });
+    }
     await Promise.all(tags.map((tag) => this.bucket.put(keys.manifest(name, tag), manifest.bytes, options)));
     if (manifest.subject) {
       await this.referrers.add(name, manifest.subject.digest, {
@@ -92,10 +98,31 @@ export class R2Manifests {
         ...(manifest.annotations ? { annotations: manifest.annotations } : {}),
       });
     }
-    // Created once (pushes of a multi-platform image create a repository with several manifests at
-    // once); already there is as good.
-    if (!(await this.bucket.head(keys.repository(name)))) await this.bucket.put(keys.repository(name), "", { onlyIf: { etagDoesNotMatch: "*" } });
+    await this.mark(name, cached);
     return { digest, size: manifest.bytes.byteLength, mediaType: manifest.mediaType };
+  }
+
+  /**
+   * Writes the repository's catalog marker: a cached manifest creates it marked as cached only
+   * if it is absent (a concurrent push's plain marker wins); a pushed one makes it plain. Reads
+   * it once, as before this was recorded.
+   */
+  private async mark(name: string, cached: boolean): Promise<void> {
+    const key = keys.repository(name);
+    const marker = await this.bucket.head(key);
+    if (cached) {
+      if (!marker) await this.bucket.put(key, "", { customMetadata: { [CACHED_METADATA]: "true" }, onlyIf: { etagDoesNotMatch: "*" } });
+      return;
+    }
+    // Written once by the pushes that race to create a repository (a multi-platform image's
+    // manifests; R2 takes one write of a key per second): created only if absent, made plain only
+    // over the cached marker read. A write that loses found another push's plain marker.
+    let current = marker;
+    if (!current) {
+      if (await this.bucket.put(key, "", { onlyIf: { etagDoesNotMatch: "*" } })) return;
+      current = await this.bucket.head(key);
+    }
+    if (current?.customMetadata?.[CACHED_METADATA] !== undefined) await this.bucket.put(key, "", { onlyIf: { etagMatches: current.etag } });
   }
 
   /**
