@@ -75,6 +75,12 @@ async function refresh(bucket: R2Bucket, name: string, graph: RepositoryGraph): 
   return changed;
 }
 
+/** True when referrers entries name manifests that are not stored (a sweep removes them). */
+function danglingReferrers(graph: RepositoryGraph): boolean {
+  const present = new Set([...graph.manifestKeys.values()].map((entry) => entry.digest));
+  return graph.referrerEntries.some((entry) => !present.has(entry.referrer));
+}
+
 /**
  * Garbage collection of one repository. It reads only that repository's keys (and, for blobs
  * whose bytes are shared, who shares them). Safe under concurrent pushes through `R2Fence`:
@@ -130,6 +136,10 @@ export class R2Collector {
       let doomed: string[];
       if (dryRun) {
         doomed = [...graph.manifests.keys()].filter((d) => !live.has(d));
+      } else if (candidates.length === 0 && (options.mode === "unreferenced" || [...graph.manifests.keys()].every((d) => live.has(d))) && !danglingReferrers(graph)) {
+        // Nothing to delete: no sweep lease (a write of the repository's state key, which R2
+        // takes once a second; collections that find nothing are the common case).
+        doomed = [];
       } else {
         const lease = await this.fence.sweep(name);
         try {
