@@ -21,7 +21,7 @@ function storedMediaType(object: R2Object): string {
   return baseMediaType(object.httpMetadata?.contentType) ?? MediaType.OCI_MANIFEST;
 }
 
-/** A manifest's digest key is written again only this long after its last write (R2: one write per key per second). */
+/** A manifest key holding the same manifest is written again only this long after its last write (R2: one write per key per second). */
 const REWRITE_MS = 2000;
 
 /** True when a stored manifest object has the content type and metadata a push would write. */
@@ -75,20 +75,9 @@ export class R2Manifests {
       // R2 verifies the bytes and keeps the checksum serverless-registry reads digests from.
       ...(parsed?.algorithm === "sha256" ? { sha256: parsed.encoded } : {}),
     };
-    // The digest key first: a tag never points at a manifest that is not stored. Its bytes are
-    // those of the digest, so pushes of one manifest under several tags, or by several clients at
-    // once, need not write it each (R2 takes one write of a key per second): it is created if
-    // absent, and written again (its time moves on, which the grace period of collections reads)
-    // only when its metadata differs or its last write is 2 s old, by one of the racing pushes.
-    const digestKey = keys.manifest(name, digest);
-    let stored = await this.bucket.head(digestKey);
-    if (!stored && !(await this.bucket.put(digestKey, manifest.bytes, { ...options, onlyIf: { etagDoesNotMatch: "*" } }))) {
-      stored = await this.bucket.head(digestKey);
-    }
-    if (stored && (!sameMetadata(stored, options) || Date.now() - stored.uploaded.getTime() >= REWRITE_MS)) {
-      await this.bucket.put(digestKey, manifest.bytes, { ...options, onlyIf: { etagMatches: stored.etag } });
-    }
-    await Promise.all(tags.map((tag) => this.bucket.put(keys.manifest(name, tag), manifest.bytes, options)));
+    // The digest key first: a tag never points at a manifest that is not stored.
+    await this.store(keys.manifest(name, digest), manifest.bytes, options);
+    await Promise.all(tags.map((tag) => this.store(keys.manifest(name, tag), manifest.bytes, options)));
     if (manifest.subject) {
       await this.referrers.add(name, manifest.subject.digest, {
         mediaType: manifest.mediaType,
@@ -100,6 +89,29 @@ export class R2Manifests {
     }
     await this.mark(name, cached);
     return { digest, size: manifest.bytes.byteLength, mediaType: manifest.mediaType };
+  }
+
+  /**
+   * Writes a manifest key, at most once a second whatever pushes race on it (R2 takes one write of
+   * a key per second): created if absent; else written again, over the etag read, unless it holds
+   * this very manifest (same digest and metadata) written less than 2 s ago. Pushes of one
+   * manifest under several tags, or by several clients at once, or of the same tag again at once,
+   * so write a key once; a key's time still moves on with later pushes (Last-Modified, and the
+   * grace period of collections, read it).
+   */
+  private async store(key: string, bytes: Uint8Array, options: R2PutOptions): Promise<void> {
+    let stored = await this.bucket.head(key);
+    if (!stored) {
+      if (await this.bucket.put(key, bytes, { ...options, onlyIf: { etagDoesNotMatch: "*" } })) return;
+      stored = await this.bucket.head(key);
+      if (!stored) {
+        await this.bucket.put(key, bytes, options);
+        return;
+      }
+    }
+    if (sameMetadata(stored, options) && Date.now() - stored.uploaded.getTime() < REWRITE_MS) return;
+    // A push that loses the race to another push's write of the key is ordered before it.
+    await this.bucket.put(key, bytes, { ...options, onlyIf: { etagMatches: stored.etag } });
   }
 
   /**
