@@ -18,7 +18,7 @@
 //   (and the password_env variables it names), REGISTRIES_TAG_TTL, REGISTRIES_TIMEOUT,
 //   PUSH_COMPATIBILITY_MODE, MAX_CHUNK_SIZE, UPLOAD_PART_SIZE, GC_MODE, GC_GRACE_PERIOD,
 //   GC_UPLOAD_MAX_AGE, LOG_R2_OPERATIONS, NOTIFICATIONS_JSON (and the headers_env variables it
-//   names)
+//   names), IMMUTABLE_TAGS, RETENTION_JSON, RETENTION_MAX_REPOSITORIES, RETENTION_MAX_TAGS
 //                             passed to the Worker when set
 //   DEV_PROTOCOL=http         serve plain HTTP instead (clients then need their http switches)
 //   WRANGLER_LOG              wrangler's log level, its output then shown unfiltered. Unset, the
@@ -60,6 +60,10 @@ const PASSED_THROUGH = [
   "GC_UPLOAD_MAX_AGE",
   "LOG_R2_OPERATIONS",
   "NOTIFICATIONS_JSON",
+  "IMMUTABLE_TAGS",
+  "RETENTION_JSON",
+  "RETENTION_MAX_REPOSITORIES",
+  "RETENTION_MAX_TAGS",
 ];
 
 const USAGE = `usage: pnpm dev [--port N] [--ip ADDRESS] [--var NAME:VALUE]...

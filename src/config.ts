@@ -1,6 +1,7 @@
 import { z } from "zod";
 import type { Env } from "./env";
 import { parseNotifications, type NotificationsConfig } from "./events/config";
+import { parsePolicies, type PolicyConfig } from "./policy/config";
 import { parseRegistries, type PullThroughConfig } from "./registry/proxy/config";
 
 /** One pair of Basic credentials and what it may do. */
@@ -44,6 +45,8 @@ export interface Config {
   notifications: NotificationsConfig;
   /** `LOG_R2_OPERATIONS=true`: log how many R2 operations of each pricing class each request made. */
   logR2Operations: boolean;
+  /** Tag policies: `IMMUTABLE_TAGS`, `RETENTION_JSON`, `RETENTION_MAX_*`. */
+  policy: PolicyConfig;
   /** Problems found while parsing, logged once. */
   warnings: string[];
 }
@@ -166,6 +169,7 @@ export function parseConfig(env: Env): Config {
     uploadPartSize,
     pullThrough: parseRegistries(env, warnings),
     logR2Operations: /^(true|1|yes)$/i.test(String(env.LOG_R2_OPERATIONS ?? "").trim()),
+    policy: parsePolicies(env, warnings),
     gc: { mode: gcMode, graceMs: seconds("GC_GRACE_PERIOD", 3600), uploadMaxAgeMs: seconds("GC_UPLOAD_MAX_AGE", 86400) },
     notifications: parseNotifications(env, warnings),
     warnings,

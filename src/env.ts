@@ -48,5 +48,13 @@ export interface Env {
   NOTIFICATIONS_JSON?: string;
   /** Queue carrying notifications to the consumer in this Worker (optional: else best effort). */
   NOTIFICATIONS_QUEUE?: Queue<QueuedEnvelope>;
+  /** Comma-separated `<repository pattern>:<tag pattern>` rules of tags that never move (e.g. `*:v*`). */
+  IMMUTABLE_TAGS?: string;
+  /** JSON array of retention rules: which tags stay, the others are removed by retention runs. */
+  RETENTION_JSON?: string;
+  /** Repositories a retention run judges per invocation (default 50). */
+  RETENTION_MAX_REPOSITORIES?: string;
+  /** Tags a retention run removes per invocation (default 500). */
+  RETENTION_MAX_TAGS?: string;
   [secret: string]: unknown;
 }

@@ -7,6 +7,7 @@ import { consumeNotifications, notifyScheduledCollection, withNotifications } fr
 import { R2Registry } from "./registry/r2";
 import { metered } from "./registry/r2/metered";
 import { ProxyRegistry, Upstream } from "./registry/proxy";
+import { withPolicies } from "./policy";
 import type { Registry } from "./registry/registry";
 import { withHeaders } from "./http";
 import { fixedLength, pump } from "./streams";
@@ -92,6 +93,9 @@ async function route(
   }
   // Notifications of pushes, deletes (collections' too) and asked-for pulls, after the response.
   registry = withNotifications(registry, config, { request, url, principal, waitUntil, queue });
+  // Immutable tags, outermost: every route's writes go through it (a refused one reaches neither
+  // storage nor notifications); pull-through caching does not.
+  registry = withPolicies(registry, config);
   const response = await router.fetch(request, { registry, config, principal, url, waitUntil });
   if (response) return response;
   const allowed = allowedMethods(router, url.pathname);

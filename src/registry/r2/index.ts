@@ -9,6 +9,7 @@ import { R2Links } from "./links";
 import { R2Listing } from "./listing";
 import { R2Manifests } from "./manifests";
 import { R2Referrers } from "./referrers";
+import { tagRecords } from "./tag-records";
 import { DEFAULT_PART_SIZE, R2Uploads } from "./uploads";
 
 /**
@@ -99,6 +100,9 @@ export class R2Registry implements Registry {
 
   hasPushes(name: string) {
     return this.listing.hasPushes(name);
+  }
+  tagRecords(name: string) {
+    return tagRecords(this.bucket, this.manifests, name);
   }
 
   listTags(name: string, page: PageRequest) {

@@ -22,6 +22,7 @@
  * | `_links/<digest>/<name>`             | `<name>` holds the blob as a symlink or a pointer (shared) |
  * | `_meta/links-v2-backfilled`          | marker: symlinks and pointers already stored were indexed  |
  * | `_pullthrough/tags/<name>/<tag>`     | when a tag cached from an upstream was last checked        |
+ * | `_retention/runs/<id>`               | a retention run's progress (`scheduled`: the cron's run)   |
  * | `_gc/<name>/_state`                  | a garbage collection's sweep lease on the repository      |
  * | `_gc/<name>/_intents/<id>`           | a manifest push in progress: the digests it relies on      |
  * | `_gc/_tombstones/<data key>`         | shared bytes about to be deleted (mounts back off)         |
@@ -69,6 +70,12 @@ export const DATA_METADATA = "r2-registry-data";
  * only manifests cached by pull-through; the first pushed manifest rewrites the marker without it.
  */
 export const CACHED_METADATA = "r2-registry-cached";
+
+/**
+ * customMetadata key of a manifest key: when it was written (ISO 8601), i.e. for a tag key when the
+ * tag was last pushed. Objects written by serverless-registry lack it: their upload time says.
+ */
+export const PUSHED_METADATA = "r2-registry-pushed";
 
 /** customMetadata key of a pointer to segments: how many (their sizes are the pointer's body). */
 export const SEGMENTS_METADATA = "r2-registry-segments";

@@ -1,8 +1,8 @@
 import { digestBytes, parseDigest, toHex } from "../../oci/digest";
 import { baseMediaType, MediaType } from "../../oci/media-types";
 import type { ParsedManifest } from "../../oci/manifest";
-import type { ManifestContent, ManifestInfo, PutManifestOptions } from "../registry";
-import { CACHED_METADATA, deleteKeys, keys, listAll } from "./keys";
+import type { ManifestContent, ManifestInfo, PutManifestOptions, PutManifestResult } from "../registry";
+import { CACHED_METADATA, deleteKeys, keys, listAll, PUSHED_METADATA } from "./keys";
 import { referencesOf } from "../../oci/manifest";
 import type { R2Referrers } from "./referrers";
 
@@ -17,7 +17,8 @@ export function storedDigest(object: R2Object): string | undefined {
   return sha256 && sha256.byteLength === 32 ? `sha256:${toHex(new Uint8Array(sha256))}` : undefined;
 }
 
-function storedMediaType(object: R2Object): string {
+/** The media type an R2 manifest object is served under. */
+export function storedMediaType(object: R2Object): string {
   return baseMediaType(object.httpMetadata?.contentType) ?? MediaType.OCI_MANIFEST;
 }
 
@@ -52,21 +53,36 @@ export class R2Manifests {
     return { digest: full.digest, size: full.size, mediaType: full.mediaType, ...(full.modified ? { modified: full.modified } : {}) };
   }
 
-  async put(name: string, manifest: ParsedManifest, digest: string, tags: string[], { cached = false }: PutManifestOptions = {}): Promise<ManifestInfo> {
+  /**
+   * Stores a manifest under its digest, then under its tags, each tag key recording when it was
+   * pushed (`PUSHED_METADATA`). Tags in `createOnly` are written only if absent (an R2 conditional
+   * put); those that existed are answered in `notCreated`.
+   */
+  async put(name: string, manifest: ParsedManifest, digest: string, tags: string[], options: PutManifestOptions = {}): Promise<PutManifestResult> {
+    const { cached = false } = options;
     const parsed = parseDigest(digest);
-    const options: R2PutOptions = {
+    const put: R2PutOptions = {
       httpMetadata: { contentType: manifest.mediaType },
       customMetadata: {
         digest,
         hasSubject: manifest.subject ? "true" : "false",
         ...(manifest.subject ? { subjectDigest: manifest.subject.digest } : {}),
+        [PUSHED_METADATA]: new Date().toISOString(),
       },
       // R2 verifies the bytes and keeps the checksum serverless-registry reads digests from.
       ...(parsed?.algorithm === "sha256" ? { sha256: parsed.encoded } : {}),
     };
     // The digest key first: a tag never points at a manifest that is not stored.
-    await this.bucket.put(keys.manifest(name, digest), manifest.bytes, options);
-    await Promise.all(tags.map((tag) => this.bucket.put(keys.manifest(name, tag), manifest.bytes, options)));
+    await this.bucket.put(keys.manifest(name, digest), manifest.bytes, put);
+    const createOnly = new Set(options.createOnly ?? []);
+    const notCreated: string[] = [];
+    await Promise.all(
+      tags.map(async (tag) => {
+        if (!createOnly.has(tag)) return void (await this.bucket.put(keys.manifest(name, tag), manifest.bytes, put));
+        const written = await this.bucket.put(keys.manifest(name, tag), manifest.bytes, { ...put, onlyIf: { etagDoesNotMatch: "*" } });
+        if (!written) notCreated.push(tag);
+      }),
+    );
     if (manifest.subject) {
       await this.referrers.add(name, manifest.subject.digest, {
         mediaType: manifest.mediaType,
@@ -77,7 +93,7 @@ export class R2Manifests {
       });
     }
     await this.mark(name, cached);
-    return { digest, size: manifest.bytes.byteLength, mediaType: manifest.mediaType };
+    return { digest, size: manifest.bytes.byteLength, mediaType: manifest.mediaType, ...(notCreated.length > 0 ? { notCreated } : {}) };
   }
 
   /**
