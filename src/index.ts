@@ -8,6 +8,7 @@ import { R2Registry } from "./registry/r2";
 import { metered } from "./registry/r2/metered";
 import { ProxyRegistry, Upstream } from "./registry/proxy";
 import { withPolicies } from "./policy";
+import { scheduledRetention } from "./policy/scheduled";
 import type { Registry } from "./registry/registry";
 import { withHeaders } from "./http";
 import { fixedLength, pump } from "./streams";
@@ -96,7 +97,7 @@ async function route(
   // Immutable tags, outermost: every route's writes go through it (a refused one reaches neither
   // storage nor notifications); pull-through caching does not.
   registry = withPolicies(registry, config);
-  const response = await router.fetch(request, { registry, config, principal, url, waitUntil });
+  const response = await router.fetch(request, { registry, config, principal, url, waitUntil, bucket });
   if (response) return response;
   const allowed = allowedMethods(router, url.pathname);
   if (allowed.length > 0) {
@@ -122,6 +123,8 @@ async function scheduled(env: Env): Promise<void> {
     console.error("r2-registry: scheduled garbage collection skipped: no R2 bucket is bound as REGISTRY");
     return;
   }
+  // Tag retention (RETENTION_JSON) first, so the collection below frees what the removed tags held.
+  await scheduledRetention(env);
   const config = configFor(env);
   const registry = new R2Registry(env.REGISTRY, { partSize: config.uploadPartSize });
   const report = await registry.collectAll({ ...config.gc, dryRun: false });

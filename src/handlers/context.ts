@@ -15,6 +15,8 @@ export interface Context {
   url: URL;
   /** Runs work after the response (ExecutionContext.waitUntil). */
   waitUntil(promise: Promise<unknown>): void;
+  /** The bucket, for features that keep their own state in it (retention runs' progress). */
+  bucket?: R2Bucket;
 }
 
 /** A route handler. */
