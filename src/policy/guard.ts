@@ -8,8 +8,9 @@ import type { ImmutableRule, ImmutableTags } from "./immutable";
 /**
  * The status of a refusal: 409 Conflict, with the OCI code `DENIED` and a message naming the tag
  * and the rule. docker, podman and skopeo print the code and message of any 4xx answer alike
- * (`denied: …`); 409 says "the request conflicts with what is stored" (the tag exists with another
- * digest) rather than 403's "these credentials may not", which sends people to check their login.
+ * (`denied: …`); containerd 1.6's pusher prints only the status line, where "409 Conflict" says the
+ * tag holds something else, "403 Forbidden" sends people to check their login, and Harbor's
+ * "412 Precondition Failed" names a condition the client never sent.
  */
 export const REFUSAL_STATUS = 409;
 
