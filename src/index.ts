@@ -92,11 +92,11 @@ async function route(
       { waitUntil, bucket, ...(tagTtl !== undefined ? { tagTtl } : {}) },
     );
   }
+  // Immutable tags: every route's writes go through them, pull-through caching (inside) does not,
+  // and notifications (outside) never tell of a refused write.
+  registry = withPolicies(registry, config);
   // Notifications of pushes, deletes (collections' too) and asked-for pulls, after the response.
   registry = withNotifications(registry, config, { request, url, principal, waitUntil, queue });
-  // Immutable tags, outermost: every route's writes go through it (a refused one reaches neither
-  // storage nor notifications); pull-through caching does not.
-  registry = withPolicies(registry, config);
   const response = await router.fetch(request, { registry, config, principal, url, waitUntil, bucket });
   if (response) return response;
   const allowed = allowedMethods(router, url.pathname);

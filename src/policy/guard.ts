@@ -32,8 +32,8 @@ async function bytesOf(body: ReadableStream<Uint8Array>): Promise<Uint8Array> {
 
 /**
  * Immutable tags (`IMMUTABLE_TAGS`) enforced on every route: a {@link Registry} wrapping another
- * (outermost, over the pull-through wrapper, so manifests cached from upstreams are never refused)
- * that refuses, with `DENIED`, to move an immutable tag to another digest, to delete it, to
+ * (over the pull-through wrapper, so manifests cached from upstreams are never refused; under
+ * notifications, so a refused write is never notified) that refuses, with `DENIED`, to move an immutable tag to another digest, to delete it, to
  * delete by digest a manifest an immutable tag reaches (its own, or a child of its index), and to
  * delete a blob such a manifest references. Pushing the same digest again succeeds without
  * rewriting the tag; a new immutable tag is created atomically (see

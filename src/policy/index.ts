@@ -4,7 +4,8 @@ import { ImmutableRegistry } from "./guard";
 
 /**
  * The registry with the tag policies enforced: wrapped in {@link ImmutableRegistry} when
- * `IMMUTABLE_TAGS` has rules (outermost, so pull-through caching is never refused), else as is.
+ * `IMMUTABLE_TAGS` has rules, else as is. Wrap it over pull-through (whose caching is then never
+ * refused) and under notifications (which then never tell of a refused write).
  *
  * @example
  * registry = withPolicies(new ProxyRegistry(new R2Registry(bucket), upstreams, options), config);

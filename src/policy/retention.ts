@@ -119,7 +119,9 @@ export interface Verdict {
 export interface Decision {
   /** The rules naming the repository (their positions in `RETENTION_JSON`). */
   rules: number[];
+  /** Oldest push first. */
   removed: Verdict[];
+  /** Most recent push first. */
   kept: Verdict[];
   /** Whether a rule asks for an untagged collection after the tags go. */
   deleteUntagged: boolean;
@@ -192,5 +194,7 @@ export function decide(name: string, tags: TagRecord[], rules: RetentionRule[], 
     if (keptBy) decision.kept.push({ ...verdict, why: keptBy });
     else decision.removed.push({ ...verdict, why: misses.join(" | ") });
   }
+  // The oldest go first (a run whose budget runs out removes the oldest).
+  decision.removed.reverse();
   return decision;
 }

@@ -222,3 +222,28 @@ describe("garbage collection and immutable tags", () => {
     for (const blob of blobs) expect((await call(`/v2/${name}/blobs/${blob}`, { method: "HEAD" })).status).toBe(200);
   });
 });
+
+describe("immutable tags and notifications", () => {
+  afterEach(() => vi.restoreAllMocks());
+
+  it("never notifies a refused push or delete; a same-digest push is notified as a push of its tag", async () => {
+    const posted: { action: string; tag?: string; digest?: string }[] = [];
+    vi.spyOn(globalThis, "fetch").mockImplementation(async (input: RequestInfo | URL, init?: RequestInit) => {
+      const body = (await new Request(input, init).json()) as { events: { action: string; target: { tag?: string; digest?: string } }[] };
+      posted.push(...body.events.map((e) => ({ action: e.action, tag: e.target.tag, digest: e.target.digest })));
+      return new Response(null, { status: 202 });
+    });
+    const name = uniqueName("notified");
+    const [first, second] = [await imageManifest(name, 21), await imageManifest(name, 22)];
+    const hooked = { env: { IMMUTABLE_TAGS: RULES, NOTIFICATIONS_JSON: JSON.stringify([{ url: "https://hooks.test/registry" }]) } };
+    expect((await put(name, "v1", first.text, hooked)).status).toBe(201);
+    expect((await put(name, "v1", second.text, hooked)).status).toBe(409);
+    expect((await put(name, "v1", first.text, hooked)).status).toBe(201);
+    expect((await policed(`/v2/${name}/manifests/v1`, { method: "DELETE", ...hooked })).status).toBe(409);
+    expect((await policed(`/v2/${name}/manifests/${first.digest}`, { method: "DELETE", ...hooked })).status).toBe(409);
+    expect(posted).toEqual([
+      { action: "push", tag: "v1", digest: first.digest },
+      { action: "push", tag: "v1", digest: first.digest },
+    ]);
+  });
+});

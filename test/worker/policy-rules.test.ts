@@ -157,9 +157,10 @@ describe("which tags retention removes", () => {
     const d = decide("team/app", history, rules([{ repositories: ["team/*"], keep: { most_recent: 3 } }]), none, NOW)!;
     // Most recent first: main (0.5d), ci-5 (1d), ci-4 (2d) | ci-3, ci-2, ci-1, v1.1, v1.0
     expect(d.kept.map((v) => v.tag)).toEqual(["main", "ci-5", "ci-4"]);
-    expect(d.removed.map((v) => v.tag)).toEqual(["ci-3", "ci-2", "ci-1", "v1.1", "v1.0"]);
+    // Removed oldest first (a run whose budget runs out removes the oldest).
+    expect(d.removed.map((v) => v.tag)).toEqual(["v1.0", "v1.1", "ci-1", "ci-2", "ci-3"]);
     expect(d.kept[1]!.why).toBe("RETENTION_JSON[0] (team/*): 2nd most recently pushed (keeps 3)");
-    expect(d.removed[0]!.why).toBe("RETENTION_JSON[0] (team/*): 4th most recently pushed (keeps 3)");
+    expect(d.removed[4]!.why).toBe("RETENTION_JSON[0] (team/*): 4th most recently pushed (keeps 3)");
   });
 
   it("keeps what was pushed within a duration", () => {
@@ -182,8 +183,8 @@ describe("which tags retention removes", () => {
     )!;
     expect(d.rules).toEqual([0, 1]);
     expect(d.kept.map((v) => v.tag).sort()).toEqual(["ci-4", "ci-5", "main", "v1.0", "v1.1"]);
-    expect(d.removed.map((v) => v.tag)).toEqual(["ci-3", "ci-2", "ci-1"]);
-    expect(d.removed[0]!.why).toBe(
+    expect(d.removed.map((v) => v.tag)).toEqual(["ci-1", "ci-2", "ci-3"]);
+    expect(d.removed[2]!.why).toBe(
       "RETENTION_JSON[0] (team/*): matches none of v*; 4th most recently pushed (keeps 2) | RETENTION_JSON[1] (nothing/*, team/app): pushed 6d ago (keeps 5d)",
     );
   });

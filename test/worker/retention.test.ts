@@ -172,6 +172,24 @@ describe("retention of one repository", () => {
     expect((await call(`/v2/${name}/manifests/ci-1`, { method: "HEAD" })).headers.get("Docker-Content-Digest")).toBe(fresh.digest);
   });
 
+  it("notifies each removed tag as a tag delete, by request and from the cron trigger", async () => {
+    const deleted: string[] = [];
+    vi.spyOn(globalThis, "fetch").mockImplementation(async (input: RequestInfo | URL, init?: RequestInit) => {
+      const body = (await new Request(input, init).json()) as { events: { action: string; target: { repository: string; tag?: string } }[] };
+      for (const e of body.events) if (e.action === "delete" && e.target.tag) deleted.push(`${e.target.repository}:${e.target.tag}`);
+      return new Response(null, { status: 202 });
+    });
+    const prefix = uniqueName("notify");
+    const name = `${prefix}/app`;
+    await pushHistory(name, 450);
+    const hooks = { RETENTION_JSON: rule(prefix, { keep: { tags: ["v*", "main"], most_recent: 4 } }), NOTIFICATIONS_JSON: JSON.stringify([{ url: "https://hooks.test/registry" }]) };
+    expect((await post(`/v2/${name}/retention`, { env: { ...hooks, RETENTION_MAX_TAGS: "2" } })).body.complete).toBe(false);
+    expect(deleted.sort()).toEqual([`${name}:ci-1`, `${name}:ci-2`]);
+    const cronEnv = { ...env, ...hooks } as Env;
+    await worker.scheduled({ cron: "0 4 * * *", scheduledTime: Date.now(), noRetry() {} } as ScheduledController, cronEnv);
+    expect(deleted.sort()).toEqual(["ci-1", "ci-2", "ci-3", "ci-4", "ci-5"].map((t) => `${name}:${t}`));
+  });
+
   it("stops at RETENTION_MAX_TAGS and goes on when asked again", async () => {
     const prefix = uniqueName("budget");
     const name = `${prefix}/app`;
