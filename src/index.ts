@@ -3,6 +3,7 @@ import { configFor, type Config } from "./config";
 import { addCorsHeaders, corsPreflight } from "./cors";
 import type { Env } from "./env";
 import { errorResponse, RegistryError } from "./errors";
+import { describeRun } from "./handlers/gc";
 import { R2Registry } from "./registry/r2";
 import { metered } from "./registry/r2/metered";
 import { ProxyRegistry, Upstream } from "./registry/proxy";
@@ -75,7 +76,7 @@ async function route(
   url: URL,
   waitUntil: (promise: Promise<unknown>) => void,
 ): Promise<Response> {
-  let registry: Registry = new R2Registry(bucket, { partSize: config.uploadPartSize });
+  let registry: Registry = new R2Registry(bucket, registryOptions(config));
   const { upstreams, tagTtl, timeoutMs } = config.pullThrough;
   if (upstreams.length > 0) {
     // Pull-through: local misses of manifests, blobs and tag lists go to the upstreams.
@@ -102,9 +103,17 @@ function failure(error: unknown, request: Request, url: URL): Response {
   return errorResponse(new RegistryError("UNKNOWN", "internal error; the registry's log has the details"), request.method);
 }
 
+/** The R2 registry's settings: upload part size, and the bounds of a collection's invocation. */
+function registryOptions(config: Config) {
+  return { partSize: config.uploadPartSize, limits: { operations: config.gc.maxOperations, ms: config.gc.maxMs } };
+}
+
 /**
- * A cron trigger's run (off unless `[triggers] crons` is configured): garbage collection of every
- * repository in `GC_MODE`, then removal of abandoned uploads and of upload bytes nothing uses.
+ * A cron trigger's run (off unless `[triggers] crons` is configured): one bounded invocation of
+ * the registry-wide collection kept at `_gc/_runs/scheduled` (every repository in `GC_MODE`,
+ * then abandoned uploads and upload bytes nothing uses). It goes on where the last run stopped;
+ * once that collection is complete, the next run starts a new one (no sooner than `GC_INTERVAL`
+ * after the last started).
  */
 async function scheduled(env: Env): Promise<void> {
   if (!env.REGISTRY) {
@@ -112,14 +121,10 @@ async function scheduled(env: Env): Promise<void> {
     return;
   }
   const config = configFor(env);
-  const registry = new R2Registry(env.REGISTRY, { partSize: config.uploadPartSize });
-  const report = await registry.collectAll({ ...config.gc, dryRun: false });
-  const manifests = report.repositories.reduce((sum, r) => sum + r.manifests.length, 0);
-  const blobs = report.repositories.reduce((sum, r) => sum + r.blobs.length, 0);
-  console.log(
-    `r2-registry: scheduled gc (${report.mode}) of ${report.repositories.length} repositories: ${manifests} manifests, ${blobs} blobs, ` +
-      `${report.uploads.sessions} abandoned uploads, ${report.uploads.objects + report.orphans.objects} temporary objects, ${report.bytes} bytes freed`,
-  );
+  const registry = new R2Registry(env.REGISTRY, registryOptions(config));
+  const { mode, graceMs, uploadMaxAgeMs, intervalMs } = config.gc;
+  const report = await registry.collectAll({ mode, graceMs, uploadMaxAgeMs, dryRun: false, cursor: "scheduled", restartAfterMs: intervalMs });
+  console.log(`r2-registry: scheduled gc: ${describeRun(report)}`);
 }
 
 /**
