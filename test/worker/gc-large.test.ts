@@ -17,7 +17,7 @@ interface Answer {
 }
 
 /** R2 calls each request made, from LOG_R2_OPERATIONS's log lines. */
-function callsLogged(log: ReturnType<typeof vi.spyOn>, path: string): number[] {
+function callsLogged(log: { mock: { calls: unknown[][] } }, path: string): number[] {
   return log.mock.calls
     .map(([line]) => /R2 operations for POST (\S+): class A (\d+), class B (\d+), free (\d+)/.exec(String(line)))
     .filter((m): m is RegExpExecArray => m !== null && m[1] === path)

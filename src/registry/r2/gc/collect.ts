@@ -67,8 +67,8 @@ export interface CollectionState {
   /** The last key handled in the current phase's listing. */
   after?: string;
   graph: SavedGraph;
-  /** Blobs nothing referenced when marked: digest, etag, kind, data key, size; by digest. */
-  candidates: [string, string, Candidate["kind"], string, number][];
+  /** Blobs nothing referenced when marked: digest, etag, upload time, kind, data key, size; by digest. */
+  candidates: [string, string, number, Candidate["kind"], string, number][];
   /** Candidates before this index are swept. */
   next: number;
   /** True once a sweep found no manifest left to delete (or, in a dry run, reported them). */
@@ -140,7 +140,7 @@ class Collection {
       if (this.used.has(digest) || object.uploaded.getTime() > state.cutoff) continue;
       const held = holding(object, state.name, digest);
       const size = held.kind === "pointer" ? Number(object.customMetadata?.size ?? 0) : object.size;
-      state.candidates.push([digest, object.etag, held.kind, held.dataKey, size]);
+      state.candidates.push([digest, object.etag, object.uploaded.getTime(), held.kind, held.dataKey, size]);
     }
     if (!page.truncated) [state.phase, state.after, state.next] = ["sweep", undefined, 0];
   }

@@ -8,7 +8,9 @@ import { liveBlobs, reachable, refresh, rootsOf, type RepositoryGraph } from "./
 /** A blob nothing referenced when the collection marked. */
 export interface Candidate {
   digest: string;
+  /** The blob key's etag and upload time when marked: a key written since is spared. */
   etag: string;
+  uploaded: number;
   kind: "bytes" | "pointer" | "symlink";
   dataKey: string;
   size: number;
@@ -39,8 +41,8 @@ function tooBig(name: string, calls: number): RegistryError {
   );
 }
 
-/** The current etag of each candidate's blob key, from a listing of the range the chunk spans. */
-async function currentEtags(bucket: R2Bucket, name: string, chunk: Candidate[]): Promise<Map<string, string>> {
+/** Each candidate's blob key as it is now (etag and upload time), from a listing of the range the chunk spans. */
+async function currentKeys(bucket: R2Bucket, name: string, chunk: Candidate[]): Promise<Map<string, string>> {
   const found = new Map<string, string>();
   if (chunk.length === 0) return found;
   const prefix = keys.blobsPrefix(name);
@@ -51,7 +53,7 @@ async function currentEtags(bucket: R2Bucket, name: string, chunk: Candidate[]):
     const page = await bucket.list({ prefix, startAfter, limit: BATCH });
     for (const object of page.objects) {
       if (object.key > last) return found;
-      found.set(lastSegment(object.key), object.etag);
+      found.set(lastSegment(object.key), `${object.etag}@${object.uploaded.getTime()}`);
       startAfter = object.key;
     }
     if (!page.truncated) return found;
@@ -72,8 +74,8 @@ function candidatesOf(collection: Collection, from: number, budgetCalls: number)
   const chunk: Candidate[] = [];
   let left = budgetCalls;
   for (let i = from; i < collection.state.candidates.length && chunk.length < BATCH; i++) {
-    const [digest, etag, kind, dataKey, size] = collection.state.candidates[i]!;
-    const candidate = { digest, etag, kind, dataKey, size };
+    const [digest, etag, uploaded, kind, dataKey, size] = collection.state.candidates[i]!;
+    const candidate = { digest, etag, uploaded, kind, dataKey, size };
     if (costOf(candidate) > left) break;
     left -= costOf(candidate);
     chunk.push(candidate);
@@ -165,8 +167,9 @@ export async function sweepStep(collection: Collection, work: Budget): Promise<b
         for (const key of deleted) graph.manifestKeys.delete(key);
         state.manifestsSwept = allManifests;
         if (allManifests) {
-          const current = await currentEtags(bucket, name, chunk);
-          doomed = doomed.filter((c) => !used.has(c.digest) && current.get(c.digest) === c.etag);
+          // R2's etag is a hash of the bytes: the upload time tells a key written again since.
+          const current = await currentKeys(bucket, name, chunk);
+          doomed = doomed.filter((c) => !used.has(c.digest) && current.get(c.digest) === `${c.etag}@${c.uploaded}`);
           const blobKeys = doomed.map((c) => keys.blob(name, c.digest));
           for (let i = 0; i < blobKeys.length; i += BATCH) {
             await lease.renew();
