@@ -8,10 +8,11 @@
 //   HOST / --ip               address to listen on (default 127.0.0.1)
 //   REGISTRY_STATE_DIR        where the local R2 bucket lives (default .wrangler/state)
 //   USERNAME, PASSWORD        dev credentials (default: those of wrangler's `dev` environment)
-//   READONLY_USERNAME, READONLY_PASSWORD, JWT_REGISTRY_TOKENS_PUBLIC_KEY, ANONYMOUS_PULL,
-//   CORS_ORIGINS, REGISTRIES_JSON (and the password_env variables it names), REGISTRIES_TAG_TTL,
-//   REGISTRIES_TIMEOUT, PUSH_COMPATIBILITY_MODE, MAX_CHUNK_SIZE, UPLOAD_PART_SIZE, GC_MODE,
-//   GC_GRACE_PERIOD, GC_UPLOAD_MAX_AGE, LOG_R2_OPERATIONS
+//   READONLY_USERNAME, READONLY_PASSWORD, JWT_REGISTRY_TOKENS_PUBLIC_KEY, JWT_AUDIENCE,
+//   JWT_ISSUER, TOKEN_SECRET, LOGIN_FAILURE_LIMIT, ANONYMOUS_PULL, CORS_ORIGINS, REGISTRIES_JSON
+//   (and the password_env variables it names), REGISTRIES_TAG_TTL, REGISTRIES_TIMEOUT,
+//   PUSH_COMPATIBILITY_MODE, MAX_CHUNK_SIZE, UPLOAD_PART_SIZE, GC_MODE, GC_GRACE_PERIOD,
+//   GC_UPLOAD_MAX_AGE, LOG_R2_OPERATIONS
 //                             passed to the Worker when set
 //   DEV_PROTOCOL=http         serve plain HTTP instead (clients then need their http switches)
 import { spawn } from "node:child_process";
@@ -28,6 +29,10 @@ const PASSED_THROUGH = [
   "READONLY_USERNAME",
   "READONLY_PASSWORD",
   "JWT_REGISTRY_TOKENS_PUBLIC_KEY",
+  "JWT_AUDIENCE",
+  "JWT_ISSUER",
+  "TOKEN_SECRET",
+  "LOGIN_FAILURE_LIMIT",
   "ANONYMOUS_PULL",
   "CORS_ORIGINS",
   "REGISTRIES_JSON",
@@ -168,6 +173,7 @@ console.log(
   [
     "",
     `r2-registry is ready at ${protocol}://${address}${tlsNote}`,
+    `  web UI: ${protocol}://${address}/ui/`,
     `  credentials: ${username} / ${password}`,
     `  local R2 bucket: ${stateDir}`,
     `  docker login ${address} -u ${username} -p ${password}`,

@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // `pnpm token`: signs a registry token with a private key made by `pnpm keys`.
 //
-//   pnpm token --key registry-token-key.json --caps pull,push [--repos 'team-a/*'] [--ttl 1h] [--sub ci]
+//   pnpm token --key registry-token-key.json --caps pull,push [--repos 'team-a/*'] [--ttl 1h] [--sub ci] [--aud x] [--iss y]
 import { readFileSync } from "node:fs";
 import { parseArgs } from "node:util";
 
@@ -12,16 +12,20 @@ const { values } = parseArgs({
     repos: { type: "string" },
     ttl: { type: "string", default: "1h" },
     sub: { type: "string", default: "token" },
+    aud: { type: "string" },
+    iss: { type: "string" },
     help: { type: "boolean", short: "h", default: false },
   },
 });
 if (values.help) {
-  console.log(`Usage: pnpm token --key <private jwk> --caps pull[,push] [--repos 'a/*,b'] [--ttl 1h] [--sub name]
+  console.log(`Usage: pnpm token --key <private jwk> --caps pull[,push] [--repos 'a/*,b'] [--ttl 1h] [--sub name] [--aud a] [--iss i]
 
   --caps   what the token may do: pull, push, or both
   --repos  limit it to repositories matching these patterns (* matches anything, / included)
   --ttl    lifetime: 90s, 30m, 12h, 7d, or 0 for a token that never expires
   --sub    a name for the token's holder (shown in the registry's messages)
+  --aud    its audience (aud), for a registry with JWT_AUDIENCE set
+  --iss    its issuer (iss), for a registry with JWT_ISSUER set
 
 Use it as the password: docker login <registry> -u <anything> -p <token>`);
   process.exit(0);
@@ -53,6 +57,8 @@ const key = await crypto.subtle.importKey("jwk", bare, params, false, ["sign"]);
 const now = Math.floor(Date.now() / 1000);
 const claims = { sub: values.sub, capabilities: caps, iat: now };
 if (seconds > 0) claims.exp = now + seconds;
+if (values.aud) claims.aud = values.aud;
+if (values.iss) claims.iss = values.iss;
 if (values.repos) claims.repositories = values.repos.split(",").map((r) => r.trim()).filter(Boolean);
 const b64url = (data) => Buffer.from(data).toString("base64url");
 const header = { alg, typ: "JWT", ...(jwk.kid ? { kid: jwk.kid } : {}) };

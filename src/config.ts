@@ -17,10 +17,18 @@ export interface Config {
   credentials: Credential[];
   /** `JWT_REGISTRY_TOKENS_PUBLIC_KEY` as given: base64 of a JWK or JWK Set. */
   jwtPublicKey: string | undefined;
+  /** `JWT_AUDIENCE`: the `aud` a JWT must name, when set. */
+  jwtAudience: string | undefined;
+  /** `JWT_ISSUER`: the `iss` a JWT must have, when set. */
+  jwtIssuer: string | undefined;
+  /** `TOKEN_SECRET`: the secret the tokens of `/token` are signed with (else derived from the credentials). */
+  tokenSecret: string | undefined;
+  /** `LOGIN_FAILURE_LIMIT`: failed Basic logins per client address and minute before 429s (0: no limit). */
+  loginFailureLimit: number;
   /** `ANONYMOUS_PULL=true`: pulls need no credentials (pushes and deletes still do). */
   anonymousPull: boolean;
-  /** `CORS_ORIGINS`: browser origins allowed to call the registry (`*` for any); empty: no CORS. */
-  corsOrigins: string[];
+  /** `CORS_ORIGINS`: which browser pages may call the registry (see {@link CorsConfig}). */
+  cors: CorsConfig;
   /** `PUSH_COMPATIBILITY_MODE`, kept for compatibility. */
   pushCompatibilityMode: "full" | "none";
   /** Largest chunk a client should send in one PATCH (OCI-Chunk-Max-Length). */
@@ -35,6 +43,23 @@ export interface Config {
   logR2Operations: boolean;
   /** Problems found while parsing, logged once. */
   warnings: string[];
+}
+
+/**
+ * Browser origins allowed by CORS (`CORS_ORIGINS`, comma-separated). Neither `*` nor a name: no
+ * page of another origin may call the registry.
+ */
+export interface CorsConfig {
+  /**
+   * `*` was given: any page may read, with credentials it supplies itself
+   * (`Access-Control-Allow-Origin: *`, never with the browser's saved login), and change nothing.
+   */
+  anyOrigin: boolean;
+  /**
+   * Origins listed by name, normalised as browsers send them (`https://ui.example`): these may
+   * use the browser's saved login, push and delete.
+   */
+  origins: ReadonlySet<string>;
 }
 
 /** Garbage collection settings. */
@@ -64,6 +89,9 @@ export interface GcConfig {
 export const DEFAULT_GC_MAX_OPERATIONS = 8000;
 /** The fewest R2 calls a collection can make progress with (`GC_MAX_OPERATIONS` is raised to it). */
 export const MIN_GC_OPERATIONS = 20;
+
+/** Failed Basic logins allowed per client address and minute, by default. */
+export const DEFAULT_LOGIN_FAILURE_LIMIT = 10;
 
 /** Workers' request body limit on most plans: 100 MB. */
 export const DEFAULT_MAX_CHUNK_SIZE = 100_000_000;
@@ -111,6 +139,20 @@ export function parseConfig(env: Env): Config {
     else warnings.push(`UPLOAD_PART_SIZE must be a whole number of bytes from ${MIN_PART_SIZE} to ${MAX_PART_SIZE}; using the default`);
   }
 
+  let loginFailureLimit = DEFAULT_LOGIN_FAILURE_LIMIT;
+  if (env.LOGIN_FAILURE_LIMIT !== undefined && env.LOGIN_FAILURE_LIMIT !== "") {
+    const parsed = z.coerce.number().int().nonnegative().safeParse(env.LOGIN_FAILURE_LIMIT);
+    if (parsed.success) loginFailureLimit = parsed.data;
+    else {
+      const got = JSON.stringify(env.LOGIN_FAILURE_LIMIT);
+      warnings.push(`LOGIN_FAILURE_LIMIT must be a whole number (0 for no limit), got ${got}; using ${DEFAULT_LOGIN_FAILURE_LIMIT}`);
+    }
+  }
+  const tokenSecret = nonEmpty(env.TOKEN_SECRET);
+  if (tokenSecret !== undefined && tokenSecret.length < 32) {
+    warnings.push("TOKEN_SECRET is short; use at least 32 random characters (e.g. `openssl rand -base64 32`)");
+  }
+
   const seconds = (variable: string, fallback: number): number => {
     const raw = env[variable];
     if (raw === undefined || raw === "") return fallback * 1000;
@@ -134,11 +176,12 @@ export function parseConfig(env: Env): Config {
   return {
     credentials,
     jwtPublicKey: nonEmpty(env.JWT_REGISTRY_TOKENS_PUBLIC_KEY),
+    jwtAudience: nonEmpty(typeof env.JWT_AUDIENCE === "string" ? env.JWT_AUDIENCE.trim() : undefined),
+    jwtIssuer: nonEmpty(typeof env.JWT_ISSUER === "string" ? env.JWT_ISSUER.trim() : undefined),
+    tokenSecret,
+    loginFailureLimit,
     anonymousPull: /^(true|1|yes)$/i.test(String(env.ANONYMOUS_PULL ?? "").trim()),
-    corsOrigins: String(env.CORS_ORIGINS ?? "")
-      .split(",")
-      .map((o) => o.trim().replace(/\/+$/, ""))
-      .filter((o) => o.length > 0),
+    cors: parseCors(env.CORS_ORIGINS, warnings),
     pushCompatibilityMode: env.PUSH_COMPATIBILITY_MODE === "full" ? "full" : "none",
     maxChunkSize,
     uploadPartSize,
@@ -154,6 +197,49 @@ export function parseConfig(env: Env): Config {
     },
     warnings,
   };
+}
+
+/**
+ * An origin as a browser sends it in `Origin` (scheme, host, port if not the default), from a
+ * `CORS_ORIGINS` entry; undefined when the entry is not one (a path, a query, credentials).
+ *
+ * @example
+ * originOf("https://UI.example:443/"); // "https://ui.example"
+ */
+export function originOf(entry: string): string | undefined {
+  const trimmed = entry.replace(/\/+$/, "");
+  let url: URL;
+  try {
+    url = new URL(trimmed);
+  } catch {
+    return undefined;
+  }
+  if ((url.pathname !== "/" && url.pathname !== "") || url.search || url.hash || url.username || url.password) return undefined;
+  if (url.origin !== "null") return url.origin;
+  // Schemes without a URL origin (e.g. chrome-extension://<id>) are sent by browsers as written.
+  return /^[a-z][a-z0-9+.-]*:\/\/[^/?#@\s]+$/i.test(trimmed) ? trimmed.toLowerCase() : undefined;
+}
+
+function parseCors(raw: unknown, warnings: string[]): CorsConfig {
+  let anyOrigin = false;
+  const origins = new Set<string>();
+  for (const entry of String(raw ?? "").split(",").map((o) => o.trim())) {
+    if (entry === "") continue;
+    if (entry === "*") {
+      anyOrigin = true;
+      continue;
+    }
+    if (entry.toLowerCase() === "null") {
+      warnings.push(
+        'CORS_ORIGINS: ignoring "null": it is the origin of every sandboxed frame, local file and redirected request, so it cannot be trusted',
+      );
+      continue;
+    }
+    const origin = originOf(entry);
+    if (origin) origins.add(origin);
+    else warnings.push(`CORS_ORIGINS: ignoring ${JSON.stringify(entry)}: not an origin such as https://ui.example (scheme, host and port only)`);
+  }
+  return { anyOrigin, origins };
 }
 
 const cache = new WeakMap<object, Config>();

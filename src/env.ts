@@ -10,6 +10,14 @@ export interface Env {
   READONLY_PASSWORD?: string;
   /** Base64 of a public JSON Web Key verifying tokens passed as the Basic password. */
   JWT_REGISTRY_TOKENS_PUBLIC_KEY?: string;
+  /** The `aud` a JWT must name (optional; any when unset). */
+  JWT_AUDIENCE?: string;
+  /** The `iss` a JWT must have (optional; any when unset). */
+  JWT_ISSUER?: string;
+  /** Secret the tokens of `/token` are signed with (optional; else derived from the credentials). */
+  TOKEN_SECRET?: string;
+  /** Failed Basic logins per client address and minute before 429s (default 10; 0: no limit). */
+  LOGIN_FAILURE_LIMIT?: string;
   /** `true` makes pulls public (pushes and deletes still need credentials). */
   ANONYMOUS_PULL?: string;
   /** Comma-separated browser origins allowed by CORS, or `*`. */

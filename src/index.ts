@@ -1,6 +1,6 @@
 import { authenticate, challengeFor, issueToken, TOKEN_PATH, type Principal } from "./auth";
 import { configFor, type Config } from "./config";
-import { addCorsHeaders, corsPreflight } from "./cors";
+import { addCorsHeaders, corsPreflight, refuseCrossSite } from "./cors";
 import type { Env } from "./env";
 import { errorResponse, RegistryError } from "./errors";
 import { describeRun } from "./handlers/gc";
@@ -11,6 +11,7 @@ import type { Registry } from "./registry/registry";
 import { withHeaders } from "./http";
 import { fixedLength, pump } from "./streams";
 import { allowedMethods, createRouter } from "./router";
+import { isUiPath, serveUi } from "./ui/serve";
 
 const router = createRouter();
 
@@ -25,6 +26,8 @@ async function handle(request: Request, env: Env, ctx: ExecutionContext, url: UR
       headers: { "Content-Type": "text/plain; charset=utf-8" },
     });
   }
+  // The web UI: static files, no credentials needed (the page signs in against /v2/ itself).
+  if (isUiPath(url.pathname)) return serveUi(request, url);
   if (!env.REGISTRY) {
     console.error("r2-registry: no R2 bucket is bound as REGISTRY; add it to wrangler.toml (see wrangler.toml.example)");
     throw new RegistryError("UNAVAILABLE", "the registry is misconfigured: no R2 bucket is bound as REGISTRY", {
@@ -135,10 +138,13 @@ export default {
   async fetch(request: Request, env: Env, ctx: ExecutionContext): Promise<Response> {
     const url = new URL(request.url);
     const config = configFor(env);
-    const preflight = corsPreflight(request, config);
-    if (preflight) return preflight;
     let response: Response;
     try {
+      const preflight = corsPreflight(request, config);
+      if (preflight) return preflight;
+      // A browser page of an origin CORS does not trust (an HTML form on any site) may not change
+      // anything with the browser's saved login: refused before auth and storage.
+      refuseCrossSite(request, url, config);
       response = await handle(request, env, ctx, url, config);
     } catch (error) {
       response = failure(error, request, url);

@@ -11,7 +11,11 @@ import { appendChunk, cancelUpload, finishUpload, startUpload, uploadStatus } fr
 
 type Route = [method: string, path: string, access: Access, handler: Handler];
 
-/** Every route under `/v2/`, most specific first (`:name+` is greedy and may contain `/`). */
+/**
+ * Every route under `/v2/`, most specific first (`:name+` is greedy and may contain `/`). Garbage
+ * collection is a push-level operation; with `dry_run` or `report` its answer lists what the
+ * repository holds, so the handler checks pull too (`handlers/gc.ts`).
+ */
 export const ROUTES: Route[] = [
   ["GET", "/v2", "login", apiVersionCheck],
   ["HEAD", "/v2", "login", apiVersionCheck],

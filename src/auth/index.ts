@@ -3,6 +3,8 @@ import { RegistryError } from "../errors";
 import { constantTimeEqual, parseBasic } from "./basic";
 import { AcceptedHeaders } from "./cache";
 import { importVerificationKeys, looksLikeJwt, matchesRepository, verifyToken, type VerificationKey } from "./jwt";
+import { loginLimiter } from "./limits";
+import { isRegistryToken, parseScopes, signRegistryToken, TOKEN_TTL, tokenKey, verifyRegistryToken, type TokenGrant } from "./token";
 
 /** Who is asking, and what they may do. */
 export interface Principal {
@@ -10,6 +12,11 @@ export interface Principal {
   capabilities: ReadonlySet<Capability>;
   /** Repository patterns a token is limited to; every repository when absent. */
   repositories?: readonly string[];
+  /**
+   * What a registry token (from `/token`) grants: only these actions on these repositories, and
+   * the catalog if it says so. Nothing else when present.
+   */
+  scope?: TokenGrant;
   /** A request without credentials, let in by `ANONYMOUS_PULL`. */
   anonymous?: boolean;
 }
@@ -34,40 +41,57 @@ export function challengeFor(config: Config, origin: string): string {
 
 /** Path of the token endpoint used with public pulls. */
 export const TOKEN_PATH = "/token";
-/** Token the endpoint gives callers without credentials. */
+/** Token the endpoint gives callers without credentials: it stands for an anonymous puller. */
 const ANONYMOUS_TOKEN = "anonymous";
-/** Prefix of tokens that carry Basic credentials back to this registry. */
-const BASIC_TOKEN = "r2-basic.";
+/** Prefix of the tokens earlier versions handed out (they carried the credentials): refused. */
+const LEGACY_BASIC_TOKEN = "r2-basic.";
 
 /**
  * `GET /token` (only with `ANONYMOUS_PULL`): the Docker token flow. Without credentials it hands
- * out an anonymous (pull) token; with valid ones, a token that stands for them.
+ * out the anonymous (pull) token. With valid ones, a signed token (see `token.ts`) that expires
+ * in an hour (sooner if the JWT it was asked with does) and grants what the `scope` parameters ask
+ * for and the credentials allow, nothing more; it reveals nothing of the credentials.
  *
  * @example
- * curl 'https://registry.example/token?service=r2-registry&scope=repository:foo:pull'
+ * curl -u user:pass 'https://registry.example/token?service=r2-registry&scope=repository:foo:pull'
  */
-export async function issueToken(request: Request, config: Config): Promise<Response> {
+export async function issueToken(request: Request, config: Config, now = Date.now()): Promise<Response> {
   const header = request.headers.get("Authorization");
-  let token = ANONYMOUS_TOKEN;
-  if (header) {
-    await authenticate(request, config); // 401 for bad credentials
-    const bearer = /^\s*bearer\s+(\S+)\s*$/i.exec(header)?.[1];
-    const given = parseBasic(header);
-    if (bearer !== undefined) token = bearer;
-    else if (given && looksLikeJwt(given.password) && !(await isUser(given, config))) token = given.password;
-    else if (given) token = BASIC_TOKEN + base64url(`${given.username}:${given.password}`);
+  const issuedAt = Math.floor(now / 1000);
+  if (!header) return tokenResponse(ANONYMOUS_TOKEN, issuedAt, issuedAt + TOKEN_TTL);
+  const { principal, until } = await accept(request, config); // 401 for bad credentials
+  if (principal.anonymous) return tokenResponse(ANONYMOUS_TOKEN, issuedAt, issuedAt + TOKEN_TTL);
+  const expiresAt = Math.min(issuedAt + TOKEN_TTL, until === undefined ? Infinity : Math.floor(until / 1000));
+  const key = await tokenKey(config);
+  if (!key) {
+    // No TOKEN_SECRET and no passwords: the caller came with a JWT, which stands for itself.
+    const jwt = /^\s*bearer\s+(\S+)\s*$/i.exec(header)?.[1] ?? parseBasic(header)?.password ?? "";
+    return tokenResponse(jwt, issuedAt, expiresAt);
   }
-  const body = JSON.stringify({ token, access_token: token, expires_in: 3600, issued_at: new Date().toISOString() });
+  const grant = narrow(principal, parseScopes(new URL(request.url).searchParams.getAll("scope")));
+  return tokenResponse(await signRegistryToken(key, grant, issuedAt, expiresAt), issuedAt, expiresAt);
+}
+
+/** The part of a requested grant the principal holds. */
+function narrow(principal: Principal, requested: TokenGrant): TokenGrant {
+  const repositories = new Map<string, Set<Capability>>();
+  for (const [name, actions] of requested.repositories) {
+    const held = new Set([...actions].filter((capability) => mayAccess(principal, capability, name)));
+    if (held.size > 0) repositories.set(name, held);
+  }
+  // The whole catalog, only for whoever may see every repository in it.
+  const catalog = requested.catalog && principal.repositories === undefined && mayAccess(principal, "pull");
+  return { repositories, catalog };
+}
+
+function tokenResponse(token: string, issuedAt: number, expiresAt: number): Response {
+  const body = JSON.stringify({
+    token,
+    access_token: token,
+    expires_in: Math.max(0, expiresAt - issuedAt),
+    issued_at: new Date(issuedAt * 1000).toISOString(),
+  });
   return new Response(body, { headers: { "Content-Type": "application/json; charset=utf-8", "Cache-Control": "no-store" } });
-}
-
-function base64url(text: string): string {
-  const bytes = new TextEncoder().encode(text);
-  return btoa(String.fromCharCode(...bytes)).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
-}
-
-async function isUser(given: { username: string; password: string }, config: Config): Promise<boolean> {
-  return (await matchCredential(given, config)) !== undefined;
 }
 
 /** The configured user these credentials belong to, compared in constant time. */
@@ -121,20 +145,33 @@ interface Accepted {
 
 async function fromToken(token: string, config: Config): Promise<Accepted> {
   const keys = await tokenKeys(config);
-  const claims = keys ? await verifyToken(token, keys) : undefined;
+  const claims = keys ? await verifyToken(token, keys, { audience: config.jwtAudience, issuer: config.jwtIssuer }) : undefined;
   if (!claims) throw unauthorized("invalid, expired or unverifiable token");
   const capabilities = new Set(claims.capabilities.filter((c): c is Capability => c === "pull" || c === "push"));
   const principal = { username: claims.subject, capabilities, ...(claims.repositories ? { repositories: claims.repositories } : {}) };
   return { principal, ...(claims.expiresAt !== undefined ? { until: claims.expiresAt } : {}) };
 }
 
-const acceptedCache = new WeakMap<Config, AcceptedHeaders<Principal>>();
+/** A token from `/token`: verified, unexpired, and standing for exactly what it grants. */
+async function fromRegistryToken(token: string, config: Config): Promise<Accepted> {
+  const key = await tokenKey(config);
+  const result = key ? await verifyRegistryToken(token, key) : ({ refused: "invalid" } as const);
+  if ("refused" in result) {
+    throw unauthorized(result.refused === "expired" ? "the token has expired; fetch a new one" : "invalid token");
+  }
+  const { grant, expiresAt } = result.claims;
+  const capabilities = new Set<Capability>([...grant.repositories.values()].flatMap((actions) => [...actions]));
+  if (grant.catalog) capabilities.add("pull");
+  return { principal: { username: "token", capabilities, scope: grant }, until: expiresAt };
+}
+
+const acceptedCache = new WeakMap<Config, AcceptedHeaders<Accepted>>();
 
 /** The `Authorization` headers accepted lately under this configuration. */
-function acceptedHeaders(config: Config): AcceptedHeaders<Principal> {
+function acceptedHeaders(config: Config): AcceptedHeaders<Accepted> {
   let cache = acceptedCache.get(config);
   if (!cache) {
-    cache = new AcceptedHeaders<Principal>();
+    cache = new AcceptedHeaders<Accepted>();
     acceptedCache.set(config, cache);
   }
   return cache;
@@ -142,14 +179,21 @@ function acceptedHeaders(config: Config): AcceptedHeaders<Principal> {
 
 /**
  * Identifies the caller: Basic credentials of a configured user, a JWT (as the Basic password,
- * the original's way, or as `Authorization: Bearer`), or nobody when `ANONYMOUS_PULL` is on.
- * Throws UNAUTHORIZED (401 with a Basic challenge) otherwise. A header accepted lately is
- * recognised without checking it again (see {@link AcceptedHeaders}).
+ * the original's way, or as `Authorization: Bearer`), a token from `/token`, or nobody when
+ * `ANONYMOUS_PULL` is on. Throws UNAUTHORIZED (401 with the configuration's challenge) otherwise,
+ * and TOOMANYREQUESTS (429) for Basic logins from an address that failed too often lately (see
+ * `limits.ts`). A header accepted lately is recognised without checking it again (see
+ * {@link AcceptedHeaders}).
  *
  * @example
  * const principal = await authenticate(request, config);
  */
 export async function authenticate(request: Request, config: Config): Promise<Principal> {
+  return (await accept(request, config)).principal;
+}
+
+/** {@link authenticate}, with until when the credentials hold (for `/token`). */
+async function accept(request: Request, config: Config): Promise<Accepted> {
   const header = request.headers.get("Authorization");
   if (config.credentials.length === 0 && !config.jwtPublicKey && !config.anonymousPull) {
     warnOnce(
@@ -160,27 +204,46 @@ export async function authenticate(request: Request, config: Config): Promise<Pr
     throw unauthorized("the registry has no credentials configured");
   }
   if (!header) {
-    if (config.anonymousPull) return ANONYMOUS;
+    if (config.anonymousPull) return { principal: ANONYMOUS };
     throw unauthorized("authentication required");
+  }
+  // An address that failed too often gets 429 for every Basic login, even a right (or remembered)
+  // one: a different answer would tell the right password apart.
+  const address = /^\s*basic(\s|$)/i.test(header) ? request.headers.get("CF-Connecting-IP") : null;
+  if (address) {
+    const wait = loginLimiter.retryAfter(address, config.loginFailureLimit);
+    if (wait > 0) {
+      throw new RegistryError("TOOMANYREQUESTS", `too many failed logins from ${address}; try again in ${wait} s`, {
+        headers: { "Retry-After": String(wait) },
+      });
+    }
   }
   // The same header again (every request of a pull carries it): no hashing, no signature check.
   const cache = acceptedHeaders(config);
   const known = cache.recall(header);
   if (known) return known;
-  const { principal, until } = await identify(header, config);
-  cache.remember(header, principal, until);
-  return principal;
+  let accepted: Accepted;
+  try {
+    accepted = await identify(header, config);
+  } catch (error) {
+    const refused = error instanceof RegistryError && error.code === "UNAUTHORIZED";
+    if (address && refused && config.loginFailureLimit > 0) loginLimiter.fail(address);
+    throw error;
+  }
+  cache.remember(header, accepted, accepted.until);
+  return accepted;
 }
 
 /** Checks an `Authorization` header afresh: who it stands for, or UNAUTHORIZED. */
 async function identify(header: string, config: Config): Promise<Accepted> {
   const bearer = /^\s*bearer\s+(\S+)\s*$/i.exec(header)?.[1];
-  let given = parseBasic(header);
   if (bearer !== undefined) {
     if (bearer === ANONYMOUS_TOKEN && config.anonymousPull) return { principal: ANONYMOUS };
-    if (!bearer.startsWith(BASIC_TOKEN)) return fromToken(bearer, config);
-    given = parseBasic(`Basic ${bearer.slice(BASIC_TOKEN.length)}`);
+    if (bearer.startsWith(LEGACY_BASIC_TOKEN)) throw unauthorized("tokens of this form are no longer accepted; fetch a new one");
+    if (isRegistryToken(bearer)) return fromRegistryToken(bearer, config);
+    return fromToken(bearer, config);
   }
+  const given = parseBasic(header);
   if (!given) throw unauthorized("authentication required");
   const match = await matchCredential(given, config);
   if (match) return { principal: match };
@@ -188,10 +251,31 @@ async function identify(header: string, config: Config): Promise<Accepted> {
   throw unauthorized("invalid username or password");
 }
 
-/** True when the principal may use `capability` on repository `name`. */
+/**
+ * True when the principal may use `capability` on repository `name`, or, without a name, on the
+ * registry as a whole (the catalog; a registry token needs `registry:catalog:*` for it).
+ *
+ * @example
+ * mayAccess(principal, "pull", "team-a/app");
+ */
 export function mayAccess(principal: Principal, capability: Capability, name?: string): boolean {
   if (!principal.capabilities.has(capability)) return false;
+  if (principal.scope) {
+    if (name === undefined) return capability === "pull" && principal.scope.catalog;
+    return principal.scope.repositories.get(name)?.has(capability) === true;
+  }
   return name === undefined || principal.repositories === undefined || matchesRepository(name, principal.repositories);
+}
+
+/**
+ * True when the principal's rights are not limited to some repositories (what a registry-wide
+ * garbage collection needs).
+ *
+ * @example
+ * if (!reachesEveryRepository(principal)) throw new RegistryError("DENIED", "…");
+ */
+export function reachesEveryRepository(principal: Principal): boolean {
+  return principal.repositories === undefined && principal.scope === undefined;
 }
 
 /**
@@ -211,6 +295,10 @@ export function authorize(principal: Principal, access: Access, name?: string): 
   const options: Capability[] = access === "probe" ? ["pull", "push"] : [access];
   if (options.some((capability) => mayAccess(principal, capability, name))) return;
   if (principal.anonymous) throw unauthorized(`${options.join(" or ")} needs credentials`);
+  if (principal.scope) {
+    const what = name === undefined ? "the catalog (scope registry:catalog:*)" : `${name} (scope repository:${name}:${options.join(",")})`;
+    throw new RegistryError("DENIED", `this token does not grant ${options.join(" or ")} on ${what}`, { detail: { name } });
+  }
   const held = options.some((capability) => principal.capabilities.has(capability));
   const where = name !== undefined && held ? ` on ${name}` : "";
   throw new RegistryError("DENIED", `${principal.username} may not ${options.join(" or ")}${where}`, { detail: { name } });

@@ -87,16 +87,28 @@ export function looksLikeJwt(value: string): boolean {
   return /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*$/.test(value);
 }
 
+/** What a token must say besides being signed by a configured key. */
+export interface VerifyOptions {
+  /** `JWT_AUDIENCE`: the `aud` it must name (a string, or an array holding it). */
+  audience?: string;
+  /** `JWT_ISSUER`: the `iss` it must have. */
+  issuer?: string;
+  /** The time to check `exp` and `nbf` against, in seconds since the epoch. */
+  now?: number;
+}
+
 /**
  * Verifies a token's signature (only the algorithms the configured keys are for: never `none`
- * or HMAC), its `exp` and `nbf`, and reads its `capabilities` and optional `repositories`.
- * Returns `undefined` for any token that does not verify.
+ * or HMAC), its `exp` and `nbf`, its `aud` and `iss` when required, and reads its
+ * `capabilities` and optional `repositories`. Returns `undefined` for any token that does not
+ * verify.
  *
  * @example
- * const claims = await verifyToken(token, keys);
+ * const claims = await verifyToken(token, keys, { audience: "r2-registry" });
  * claims?.capabilities; // ["pull"]
  */
-export async function verifyToken(token: string, keys: VerificationKey[], now = Date.now() / 1000): Promise<TokenClaims | undefined> {
+export async function verifyToken(token: string, keys: VerificationKey[], options: VerifyOptions = {}): Promise<TokenClaims | undefined> {
+  const { audience, issuer, now = Date.now() / 1000 } = options;
   if (!looksLikeJwt(token)) return undefined;
   let decoded: ReturnType<typeof decodeJwt>;
   try {
@@ -125,6 +137,8 @@ export async function verifyToken(token: string, keys: VerificationKey[], now = 
   const claims = payload as unknown as Record<string, unknown>;
   if (claims.exp !== undefined && (typeof claims.exp !== "number" || now >= claims.exp + LEEWAY)) return undefined;
   if (claims.nbf !== undefined && (typeof claims.nbf !== "number" || now < claims.nbf - LEEWAY)) return undefined;
+  if (issuer !== undefined && claims.iss !== issuer) return undefined;
+  if (audience !== undefined && !(claims.aud === audience || (Array.isArray(claims.aud) && claims.aud.includes(audience)))) return undefined;
   const capabilities = claims.capabilities;
   if (!Array.isArray(capabilities) || !capabilities.every((c) => typeof c === "string")) return undefined;
   const repositories = claims.repositories;

@@ -1,3 +1,4 @@
+import { mayAccess, reachesEveryRepository, type Principal } from "../auth";
 import type { Config } from "../config";
 import { RegistryError } from "../errors";
 import type { CollectAllReport, CollectOptions } from "../registry/r2/gc";
@@ -35,13 +36,35 @@ function collectOptions(url: URL, config: Config): CollectOptions {
   return { mode, dryRun: flag(url, "dry_run"), graceMs: seconds(url, "grace", config.gc.graceMs), ...(cursor !== null ? { cursor } : {}) };
 }
 
-/** The `Link` to the request that continues a collection (keeping `report`), if it is not complete. */
-function continuation(url: URL, next: string | undefined): Record<string, string> {
+/**
+ * The `Link` to the request that continues a collection, if it is not complete: the cursor, and
+ * `report` and `dry_run` (so a continuation is allowed and answered as the start was).
+ */
+function continuation(url: URL, next: string | undefined, dryRun: boolean): Record<string, string> {
   if (next === undefined) return {};
   const query = new URLSearchParams({ cursor: next });
   const report = url.searchParams.get("report");
   if (report !== null) query.set("report", report);
+  if (dryRun) query.set("dry_run", "true");
   return { Link: `<${url.pathname}?${query.toString()}>; rel="next"` };
+}
+
+/**
+ * Whether the run answers what it found (`dry_run=true` or `report=true`). Such an answer lists
+ * manifests, tags and blobs, so it needs pull as well as the push a collection needs: checked
+ * before anything is collected. A plain run answers only `{"success":true}`.
+ */
+function answersReport(url: URL, dryRun: boolean, principal: Principal, name?: string): boolean {
+  const report = dryRun || flag(url, "report");
+  if (report && !mayAccess(principal, "pull", name)) {
+    const where = name === undefined ? "" : ` from ${name}`;
+    throw new RegistryError(
+      "DENIED",
+      `${principal.username} may not pull${where}: a garbage collection with dry_run or report lists manifests, tags and blobs, so it needs pull as well as push (a run without them answers only {"success":true})`,
+      { detail: name === undefined ? null : { name } },
+    );
+  }
+  return report;
 }
 
 function local(registry: Registry): Registry {
@@ -56,7 +79,8 @@ function json(value: unknown, headers: Record<string, string> = {}): Response {
  * `POST /v2/<name>/gc?mode=unreferenced|untagged`: garbage collection of one repository, as in
  * serverless-registry (answers `{"success":true}`). `dry_run=true` deletes nothing and lists what
  * would go and how many bytes that frees; `report=true` lists the same after a real run;
- * `grace=<seconds>` overrides `GC_GRACE_PERIOD` (manifests and blobs newer than it stay). One
+ * `grace=<seconds>` overrides `GC_GRACE_PERIOD` (manifests and blobs newer than it stay). Push
+ * access runs it; `dry_run` and `report` answer names and digests, so they need pull too. One
  * request does a bounded part of the work (`GC_MAX_OPERATIONS`, `GC_MAX_SECONDS`): a repository too
  * big for it answers `"complete":false` with `next`, and a `Link` to the request that goes on.
  *
@@ -64,44 +88,47 @@ function json(value: unknown, headers: Record<string, string> = {}): Response {
  * curl -u user:pass -X POST 'https://registry.example/v2/team/app/gc?mode=untagged&dry_run=true'
  * curl -u user:pass -X POST 'https://registry.example/v2/team/app/gc?cursor=<next>'
  */
-export const collectRepository: Handler = async (request, { registry, config, url }) => {
+export const collectRepository: Handler = async (request, { registry, config, url, principal }) => {
   const name = nameParam(request);
   const options = collectOptions(url, config);
+  const report = answersReport(url, options.dryRun === true, principal, name);
   const store = local(registry);
   if (!store.collect) throw new RegistryError("UNSUPPORTED", "this storage has no garbage collection");
-  const report = await store.collect(name, options);
+  const found = await store.collect(name, options);
   console.log(
-    `r2-registry: gc ${name} (${report.mode}${report.dryRun ? ", dry run" : ""}): ${report.manifests.length} manifests, ${report.blobs.length} blobs, ${report.bytes} bytes` +
-      (report.complete ? "" : `; not complete, goes on with cursor ${report.next}`),
+    `r2-registry: gc ${name} (${found.mode}${found.dryRun ? ", dry run" : ""}): ${found.manifests.length} manifests, ${found.blobs.length} blobs, ${found.bytes} bytes` +
+      (found.complete ? "" : `; not complete, goes on with cursor ${found.next}`),
   );
-  if (report.dryRun || flag(url, "report")) return json({ success: true, ...report }, continuation(url, report.next));
-  return json(report.complete ? { success: true } : { success: true, complete: false, next: report.next }, continuation(url, report.next));
+  const more = continuation(url, found.next, found.dryRun);
+  if (report) return json({ success: true, ...found }, more);
+  return json(found.complete ? { success: true } : { success: true, complete: false, next: found.next }, more);
 };
 
 /**
  * `POST /v2/_gc?mode=…`: garbage collection of every repository, then removal of abandoned
  * uploads (`upload_age=<seconds>` overrides `GC_UPLOAD_MAX_AGE`) and of upload bytes nothing uses.
- * Needs push access to every repository. Takes `dry_run`, `grace` and `report` as above. Each
- * request does a bounded part; the answer says how far the run got (`progress`) and, until it is
- * `complete`, how to go on (`next`, and a `Link` to `POST /v2/_gc?cursor=<next>`).
- * `cursor=scheduled` goes on with the cron trigger's run.
+ * Needs push access to every repository (and pull too for `dry_run` or `report`). Takes `dry_run`,
+ * `grace` and `report` as above. Each request does a bounded part; the answer says how far the run
+ * got (`progress`) and, until it is `complete`, how to go on (`next`, and a `Link` to
+ * `POST /v2/_gc?cursor=<next>`). `cursor=scheduled` goes on with the cron trigger's run.
  *
  * @example
  * curl -u user:pass -X POST 'https://registry.example/v2/_gc?mode=unreferenced&dry_run=true'
  * curl -u user:pass -X POST 'https://registry.example/v2/_gc?cursor=<next>'
  */
 export const collectRegistry: Handler = async (_request, { registry, config, url, principal }) => {
-  if (principal.repositories !== undefined) {
+  if (!reachesEveryRepository(principal)) {
     throw new RegistryError("DENIED", "a registry-wide garbage collection needs access to every repository");
   }
   const options = { ...collectOptions(url, config), uploadMaxAgeMs: seconds(url, "upload_age", config.gc.uploadMaxAgeMs) };
+  const report = answersReport(url, options.dryRun === true, principal);
   const store = local(registry);
   if (!store.collectAll) throw new RegistryError("UNSUPPORTED", "this storage has no garbage collection");
-  const report = await store.collectAll(options);
-  console.log(`r2-registry: gc of all repositories: ${describeRun(report)}`);
-  const { complete, next, progress } = report;
-  const body = report.dryRun || flag(url, "report") ? { success: true, ...report } : { success: true, complete, ...(next ? { next } : {}), progress };
-  return json(body, continuation(url, next));
+  const found = await store.collectAll(options);
+  console.log(`r2-registry: gc of all repositories: ${describeRun(found)}`);
+  const { complete, next, progress } = found;
+  const body = report ? { success: true, ...found } : { success: true, complete, ...(next ? { next } : {}), progress };
+  return json(body, continuation(url, next, found.dryRun));
 };
 
 /**

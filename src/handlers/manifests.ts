@@ -7,14 +7,20 @@ import { readLimited } from "../streams";
 import { contentLength } from "../http";
 import { nameParam, param, pathOf, type Handler } from "./context";
 
-/** The headers of a manifest answer (a plain record: the Response builds its Headers once). */
+/**
+ * The headers of a manifest answer (a plain record: the Response builds its Headers once).
+ * `Last-Modified` says when the manifest was stored under the reference asked for (for a tag,
+ * when it was last pushed): the web UI shows it as the push time.
+ */
 function manifestHeaders(info: ManifestInfo): Record<string, string> {
-  return {
+  const headers: Record<string, string> = {
     "Content-Type": info.mediaType,
     "Content-Length": String(info.size),
     "Docker-Content-Digest": info.digest,
     ETag: `"${info.digest}"`,
   };
+  if (info.modified) headers["Last-Modified"] = info.modified.toUTCString();
+  return headers;
 }
 
 function manifestUnknown(name: string, reference: string): RegistryError {

@@ -36,11 +36,25 @@ export interface ManifestInfo {
   digest: string;
   size: number;
   mediaType: string;
+  /**
+   * When the manifest was stored under this reference (for a tag: when the tag was last pushed);
+   * absent when unknown (a manifest just fetched from an upstream).
+   */
+  modified?: Date;
 }
 
 /** A stored manifest with its exact bytes. */
 export interface ManifestContent extends ManifestInfo {
   body: ReadableStream<Uint8Array>;
+}
+
+/** How a manifest came to be stored. */
+export interface PutManifestOptions {
+  /**
+   * Cached from an upstream by pull-through, not pushed by a client: the repository does not
+   * count as holding pushes (see {@link Registry.hasPushes}) for it.
+   */
+  cached?: boolean;
 }
 
 /** One page of a listing. */
@@ -114,9 +128,17 @@ export interface Registry {
   /** A manifest's identity by tag or digest, or `null`. */
   statManifest(name: string, reference: string): Promise<ManifestInfo | null>;
   /** Stores a validated manifest under its digest and, when `tag` is given, that tag. */
-  putManifest(name: string, manifest: ParsedManifest, digest: string, tags: string[]): Promise<ManifestInfo>;
+  putManifest(name: string, manifest: ParsedManifest, digest: string, tags: string[], options?: PutManifestOptions): Promise<ManifestInfo>;
   /** Deletes a tag, or a digest and every tag pointing at it; false if unknown. */
   deleteManifest(name: string, reference: string): Promise<boolean>;
+
+  /**
+   * True when the repository holds (or held) a manifest a client pushed, rather than only
+   * manifests cached from an upstream; false for a repository that does not exist. A
+   * repository stored before this was recorded counts as pushed. Pull-through never fills such
+   * a repository unless told to. Absent: every repository counts as pushed.
+   */
+  hasPushes?(name: string): Promise<boolean>;
 
   /** Tags of a repository in lexical order, or `null` if the repository is unknown. */
   listTags(name: string, page: PageRequest): Promise<Page<string> | null>;

@@ -4,7 +4,9 @@
  * started with REGISTRIES_JSON pointing at `<upstream>/mirror` (a path prefix) with Basic
  * credentials from a secret named by `password_env`. skopeo copies everything out through our
  * registry (verifying every digest), after docker pulled the image and the index through it; then
- * the upstream is stopped and the same pulls are served from the cache.
+ * the upstream is stopped and the same pulls are served from the cache. A second entry for the
+ * same upstream with `"namespace": "up"` serves `up/mirror/app` as `mirror/app` (cached under
+ * `up/mirror/app`), and only names under `up/`.
  *
  * (scripts/dev.mjs passes the variables REGISTRIES_JSON names with password_env to the Worker.)
  */
@@ -15,6 +17,7 @@ import { startFaultProxy, type FaultProxy } from "./lib/fault-proxy.ts";
 import { startDevServer, type RunningDevServer } from "./lib/dev-server.ts";
 import { startDistribution, type RunningDistribution } from "./lib/distribution.ts";
 import { buildFixtures, skopeoPush, type Fixtures } from "./lib/fixtures.ts";
+import { httpFetch } from "./lib/http.ts";
 import { readOciLayout, sha256 } from "./lib/oci-image.ts";
 import { cleanupAll, makeTempDir, removeTempDir } from "./lib/processes.ts";
 
@@ -51,7 +54,10 @@ describe("pull-through from distribution 2.8 (Basic auth, path prefix)", () => {
     const [server, daemon] = await Promise.allSettled([
       startDevServer({
         env: {
-          REGISTRIES_JSON: JSON.stringify([{ registry: `${up().url}/mirror`, username: up().username, password_env: PASSWORD_ENV }]),
+          REGISTRIES_JSON: JSON.stringify([
+            { registry: `${up().url}/mirror`, username: up().username, password_env: PASSWORD_ENV },
+            { registry: up().url, namespace: "up", username: up().username, password_env: PASSWORD_ENV },
+          ]),
           [PASSWORD_ENV]: up().password,
         },
       }),
@@ -76,6 +82,24 @@ describe("pull-through from distribution 2.8 (Basic auth, path prefix)", () => {
     return digests;
   }
 
+  it("sends only names under a namespace to its entry, without the namespace", async () => {
+    const get = (path: string) =>
+      httpFetch({
+        url: `${reg().url}/v2/${path}`,
+        headers: {
+          Authorization: `Basic ${Buffer.from(`${reg().username}:${reg().password}`).toString("base64")}`,
+          Accept: "application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json",
+        },
+      });
+    // `up/app` is `app` upstream (not there), never `mirror/app` through the other entry; and
+    // `mirror/app` here is `mirror/mirror/app` upstream through the entry without a namespace.
+    expect((await get(`up/app/manifests/${fx.tags.layered}`)).status).toBe(404);
+    expect((await get(`mirror/app/manifests/${fx.tags.layered}`)).status).toBe(404);
+    const through = await get(`up/mirror/app/manifests/${fx.tags.layered}`);
+    expect(through.status, through.body.toString()).toBe(200);
+    expect(sha256(through.body)).toBe(fx.digests.layered.root);
+  });
+
   it("pulls an image and an index through, then serves them from the cache with the upstream stopped", async () => {
     try {
       for (const round of ["through", "cached"]) {
@@ -93,6 +117,12 @@ describe("pull-through from distribution 2.8 (Basic auth, path prefix)", () => {
         await pull("multi", fx.tags.multiarch, index);
         expect(readOciLayout(index, fx.tags.multiarch)).toMatchObject(fx.digests.multiarch);
         expect(sha256(await rawManifest("multi", fx.tags.multiarch))).toBe(fx.digests.multiarch.root);
+
+        // The namespaced entry: up/mirror/app is mirror/app upstream, cached under up/mirror/app.
+        const namespaced = join(work!, `namespaced-${round}`);
+        await pull("up/mirror/app", fx.tags.layered, namespaced);
+        expect(readOciLayout(namespaced, fx.tags.layered)).toMatchObject(fx.digests.layered);
+        expect(sha256(await rawManifest("up/mirror/app", fx.tags.layered))).toBe(fx.digests.layered.root);
       }
     } catch (error) {
       console.error(`--- our registry: last output ---\n${reg().logs().slice(-4000)}`);

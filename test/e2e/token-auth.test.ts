@@ -2,7 +2,8 @@
  * Token auth and anonymous pull with docker, the way README tells users to set them up:
  * `pnpm keys` makes the key, `pnpm token` the tokens, `docker login` takes a token as the
  * password. A read-write token pushes, a pull-only token pulls and is refused a push; with
- * ANONYMOUS_PULL=true docker pulls without logging in, and without it that is refused.
+ * ANONYMOUS_PULL=true docker pulls without logging in, and without it that is refused; and with it,
+ * docker logs in and pushes through the registry's own tokens from /token.
  * (Runs against the dev server only: distribution 2.8 has no such tokens.)
  */
 import { join } from "node:path";
@@ -82,5 +83,17 @@ describe.skipIf(targetKind() !== "dev")("tokens and anonymous pull with docker",
     await docker(["logout", tokens!.host]);
     const refused = await docker(["pull", `${tokens!.host}/tok/base:${fx.tags.layered}`], { allowFailure: true });
     expect(refused.code).not.toBe(0);
+  });
+
+  it("with ANONYMOUS_PULL, logs in and pushes with the scoped, expiring tokens of /token", async () => {
+    const host = open!.host;
+    const login = await docker(["login", "-u", open!.username, "--password-stdin", host], { input: `${open!.password}\n` });
+    expect(login.stdout).toContain("Login Succeeded");
+    // Its layers are in public/app already: docker asks for a token covering that repository too
+    // and mounts them from there.
+    await docker(["tag", `${host}/public/app:${fx.tags.layered}`, `${host}/public/pushed:v1`]);
+    const push = await docker(["push", `${host}/public/pushed:v1`]);
+    expect(push.stdout).toMatch(/v1: digest: sha256:[0-9a-f]{64}/);
+    await docker(["logout", host]);
   });
 });

@@ -115,6 +115,60 @@ describe("garbage collection endpoint", () => {
     expect((await call("/v2/team/app/gc?dry_run=true", { method: "POST", auth: `Bearer ${scoped}`, env: jwtEnv })).status).toBe(200);
     expect((await call("/v2/_gc?dry_run=true", { method: "POST", auth: `Bearer ${everything}`, env: jwtEnv })).status).toBe(200);
   });
+
+  it("answers what it found (dry_run, report) only to principals that may pull as well as push", async () => {
+    const key = await makeKey("ES256");
+    const jwtEnv = { JWT_REGISTRY_TOKENS_PUBLIC_KEY: setting(key) };
+    const pushOnly = `Bearer ${await sign(key, claims(["push"]))}`;
+    const pullPush = `Bearer ${await sign(key, claims(["pull", "push"]))}`;
+    const name = uniqueName("gc");
+    const image = await pushImage(name, "v1", 31);
+    const stray = await pushBlob(name, "a blob a push-only token may not learn about");
+    const before = await keysUnder(`${name}/`);
+
+    for (const path of [
+      `/v2/${name}/gc?dry_run=true&grace=0`,
+      `/v2/${name}/gc?report=true&grace=0`,
+      `/v2/${name}/gc?mode=untagged&dry_run=1`,
+      "/v2/_gc?dry_run=true",
+      "/v2/_gc?report=true",
+    ]) {
+      const res = await call(path, { method: "POST", auth: pushOnly, env: jwtEnv });
+      expect(res.status, path).toBe(403);
+      const text = await res.text();
+      expect(JSON.parse(text).errors[0].code).toBe("DENIED");
+      expect(text).toContain("pull");
+      expect(text).not.toContain(stray);
+      expect(text).not.toContain(image.digest);
+    }
+    // Refused before collecting: the stray blob (and everything else) is still there.
+    expect(await keysUnder(`${name}/`)).toEqual(before);
+
+    const dry = await call(`/v2/${name}/gc?dry_run=true&grace=0`, { method: "POST", auth: pullPush, env: jwtEnv });
+    expect(dry.status).toBe(200);
+    expect(((await dry.json()) as Report).blobs.map((b) => b.digest)).toEqual([stray]);
+    const all = await call("/v2/_gc?dry_run=true", { method: "POST", auth: pullPush, env: jwtEnv });
+    expect(all.status).toBe(200);
+    expect(await all.json()).toMatchObject({ success: true, dryRun: true });
+
+    // A plain run reveals nothing, so push is enough (GC is a push-level operation).
+    const plain = await call(`/v2/${name}/gc?grace=0`, { method: "POST", auth: pushOnly, env: jwtEnv });
+    expect(plain.status).toBe(200);
+    expect(await plain.text()).toBe('{"success":true}');
+    expect((await call(`/v2/${name}/blobs/${stray}`, { method: "HEAD" })).status).toBe(404);
+    expect((await call(`/v2/${name}/manifests/v1`, { method: "HEAD" })).status).toBe(200);
+  });
+
+  it("checks report=true before collecting anything", async () => {
+    const name = uniqueName("gc");
+    await pushImage(name, "v1", 32);
+    await pushBlob(name, "stray blob kept by a bad report value");
+    const before = await keysUnder(`${name}/`);
+    const res = await call(`/v2/${name}/gc?grace=0&report=maybe`, { method: "POST" });
+    expect(res.status).toBe(400);
+    expect(await errorCode(res)).toBe("UNSUPPORTED");
+    expect(await keysUnder(`${name}/`)).toEqual(before);
+  });
 });
 
 describe("unreferenced mode", () => {

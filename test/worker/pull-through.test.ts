@@ -3,10 +3,24 @@ import worker from "../../src/index";
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import { parseConfig } from "../../src/config";
 import type { Env } from "../../src/env";
-import { clearUpstreamTokens } from "../../src/registry/proxy";
+import { clearUpstreamTokens, Upstream } from "../../src/registry/proxy";
 import { parseChallenges } from "../../src/registry/proxy/challenge";
 import { boundedTee } from "../../src/registry/proxy/tee";
-import { basic, bodyBytes, bytesOf, call, keysUnder, OCI_MANIFEST, ORIGIN, RW, sha256, uniqueName } from "./helpers";
+import {
+  basic,
+  bodyBytes,
+  bytesOf,
+  call,
+  type ErrorBody,
+  imageManifest,
+  keysUnder,
+  OCI_MANIFEST,
+  ORIGIN,
+  putManifest,
+  RW,
+  sha256,
+  uniqueName,
+} from "./helpers";
 
 // ---- A scripted upstream: every fetch the Worker makes is answered here, routed by origin. ----
 
@@ -225,6 +239,30 @@ describe("REGISTRIES_JSON validation", () => {
     ]);
   });
 
+  it("reads namespace and fill_local, and leaves out the entries where they are bad", () => {
+    const config = parseConfig({
+      REGISTRIES_JSON: JSON.stringify([
+        { registry: "https://a.example", namespace: "hub" },
+        { registry: "https://b.example", namespace: "/mirrors/ghcr/", fill_local: true },
+        { registry: "https://c.example", fill_local: false },
+        { registry: "https://d.example", namespace: "Hub" },
+        { registry: "https://e.example", namespace: "" },
+        { registry: "https://f.example", namespace: 7 },
+        { registry: "https://g.example", namespace: "a//b" },
+        { registry: "https://h.example", fill_local: "yes" },
+      ]),
+    });
+    expect(config.pullThrough.upstreams.map((u) => [u.origin, u.namespace, u.fillLocal])).toEqual([
+      ["https://a.example", "hub", undefined],
+      ["https://b.example", "mirrors/ghcr", true],
+      ["https://c.example", undefined, undefined],
+    ]);
+    const bad = config.warnings.filter((w) => w.startsWith("REGISTRIES_JSON"));
+    expect(bad).toHaveLength(5);
+    expect(bad.filter((w) => w.includes('"namespace" must be a repository name prefix'))).toHaveLength(4);
+    expect(bad.filter((w) => w.includes('"fill_local" must be true or false'))).toHaveLength(1);
+  });
+
   it("disables pull-through on invalid JSON with one warning", () => {
     const config = parseConfig({ REGISTRIES_JSON: "[{" });
     expect(config.pullThrough.upstreams).toEqual([]);
@@ -392,21 +430,34 @@ describe("pull-through with credentials", () => {
     expect(res.status).toBe(200);
     expect(await bodyBytes(res)).toEqual(img.layer.bytes);
     expect(seen.some((s) => s.url === `https://basic.example/v2/mirror/${local}/blobs/${img.layer.digest}` && s.authorization === auth)).toBe(true);
-    // Wrong password: 401 upstream, so 404 here (not 500).
+    // Wrong password: 401 upstream, so a 502 naming the upstream (not a 404, not a 500), and
+    // never the password.
     const other = uniqueName("basic");
-    const denied = await pull(`/v2/${other}/manifests/latest`, upstreams, { MIRROR_PASSWORD: "wrong" });
-    expect(denied.status).toBe(404);
+    const denied = await pull(`/v2/${other}/manifests/latest`, upstreams, { MIRROR_PASSWORD: "wrong-pw-1234" });
+    expect(denied.status).toBe(502);
+    const text = await denied.text();
+    expect(text).toContain("https://basic.example/v2/mirror");
+    expect(text).toContain("HTTP 401");
+    expect(text).not.toContain("wrong-pw-1234");
+    expect(text).not.toContain(btoa("puller:wrong-pw-1234"));
   });
 });
 
-describe("upstream failures never cache bad content and never fail the request", () => {
+/** The error code and message of an OCI error answer. */
+async function failure(response: Response): Promise<{ status: number; code?: string; message?: string }> {
+  const body = (await response.json()) as ErrorBody;
+  return { status: response.status, code: body.errors[0]?.code, message: body.errors[0]?.message };
+}
+
+describe("upstream failures never cache bad content, and answer an error naming the upstream", () => {
   it("a manifest whose bytes do not match Docker-Content-Digest is neither served nor cached", async () => {
     const local = uniqueName("bad");
     const img = await image(31);
     const upstreams = JSON.stringify([{ registry: "https://bad.example" }]);
     routes["https://bad.example"] = fakeRegistry({ repo: local, image: img, manifestBody: img.manifest.replace("tar+gzip", "tar+zstd") });
-    expect((await pull(`/v2/${local}/manifests/latest`, upstreams)).status).toBe(404);
-    expect((await pull(`/v2/${local}/manifests/${img.digest}`, upstreams)).status).toBe(404);
+    const res = await pull(`/v2/${local}/manifests/latest`, upstreams);
+    expect(await failure(res)).toMatchObject({ status: 502, code: "UNAVAILABLE", message: expect.stringContaining("https://bad.example") });
+    expect((await pull(`/v2/${local}/manifests/${img.digest}`, upstreams)).status).toBe(502);
     expect(await keysUnder(`${local}/`)).toEqual([]);
   });
 
@@ -427,23 +478,25 @@ describe("upstream failures never cache bad content and never fail the request",
     await layer.arrayBuffer().catch(() => undefined);
     const config = await pull(`/v2/${local}/blobs/${img.config.digest}`, upstreams);
     await config.arrayBuffer().catch(() => undefined);
-    routes = {};
-    expect((await pull(`/v2/${local}/blobs/${img.layer.digest}`, upstreams)).status).toBe(404);
-    expect((await pull(`/v2/${local}/blobs/${img.config.digest}`, upstreams)).status).toBe(404);
+    expect((await pull(`/v2/${local}/blobs/${img.layer.digest}`, undefined)).status).toBe(404);
+    expect((await pull(`/v2/${local}/blobs/${img.config.digest}`, undefined)).status).toBe(404);
     expect((await keysUnder(`${local}/`)).filter((k) => k.includes("/blobs/"))).toEqual([]);
   });
 
-  it("an upstream that is down, answers 500 or garbage is skipped: 404, not 500", async () => {
+  it("an upstream that is down, answers 500 or garbage fails the request with a 502 naming it", async () => {
     const local = uniqueName("down");
     const img = await image(33);
     const digest = img.layer.digest;
     // Down (connection error).
     const down = JSON.stringify([{ registry: "https://down.example" }]);
-    for (const path of [`manifests/latest`, `manifests/${img.digest}`, `blobs/${digest}`]) {
-      expect((await pull(`/v2/${local}/${path}`, down)).status).toBe(404);
-      expect((await pull(`/v2/${local}/${path}`, down, {}, { method: "HEAD" })).status).toBe(404);
+    for (const path of [`manifests/latest`, `manifests/${img.digest}`, `blobs/${digest}`, `tags/list`]) {
+      const res = await pull(`/v2/${local}/${path}`, down);
+      expect(await failure(res), path).toMatchObject({ status: 502, code: "UNAVAILABLE", message: expect.stringContaining("upstream https://down.example failed") });
     }
-    expect((await pull(`/v2/${local}/tags/list`, down)).status).toBe(404);
+    expect((await pull(`/v2/${local}/manifests/latest`, down, {}, { method: "HEAD" })).status).toBe(502);
+    // What a push asks before uploading (HEAD of a blob or a manifest by digest) is a miss: 404.
+    expect((await pull(`/v2/${local}/blobs/${digest}`, down, {}, { method: "HEAD" })).status).toBe(404);
+    expect((await pull(`/v2/${local}/manifests/${img.digest}`, down, {}, { method: "HEAD" })).status).toBe(404);
     // 500s and garbage.
     routes["https://err.example"] = () => new Response("oops", { status: 500 });
     routes["https://junk.example"] = (request) =>
@@ -452,37 +505,263 @@ describe("upstream failures never cache bad content and never fail the request",
         : new Response("<html>not a manifest</html>", { headers: { "Content-Type": "text/html", "Content-Length": "x" } });
     for (const registry of ["https://err.example", "https://junk.example"]) {
       const upstreams = JSON.stringify([{ registry }]);
-      expect((await pull(`/v2/${local}/manifests/latest`, upstreams)).status).toBe(404);
+      expect((await pull(`/v2/${local}/manifests/latest`, upstreams)).status).toBe(502);
       expect((await pull(`/v2/${local}/blobs/${digest}`, upstreams, {}, { method: "HEAD" })).status).toBe(404);
-      expect((await pull(`/v2/${local}/tags/list`, upstreams)).status).toBe(404);
+      expect(await failure(await pull(`/v2/${local}/tags/list`, upstreams))).toMatchObject({ status: 502, message: expect.stringContaining(registry) });
     }
     // A token server that fails.
     routes["https://tok.example"] = (request) =>
       new URL(request.url).pathname === "/token"
         ? new Response("nope", { status: 503 })
         : new Response(null, { status: 401, headers: { "WWW-Authenticate": 'Bearer realm="https://tok.example/token"' } });
-    expect((await pull(`/v2/${local}/manifests/latest`, JSON.stringify([{ registry: "https://tok.example" }]))).status).toBe(404);
+    const res = await pull(`/v2/${local}/manifests/latest`, JSON.stringify([{ registry: "https://tok.example" }]));
+    expect(await failure(res)).toMatchObject({ status: 502, message: expect.stringContaining("token request") });
+    expect(await keysUnder(`${local}/`)).toEqual([]);
   });
 
-  it("a slow upstream times out: 404 within the bound", async () => {
+  it("a slow upstream times out: 504 within the bound", async () => {
     const local = uniqueName("slow");
     routes["https://slow.example"] = (request) =>
       new Promise<Response>((_, reject) => request.signal.addEventListener("abort", () => reject(new Error("aborted"))));
     const upstreams = JSON.stringify([{ registry: "https://slow.example" }]);
     const started = Date.now();
     const res = await pull(`/v2/${local}/manifests/latest`, upstreams, { REGISTRIES_TIMEOUT: "0.2" });
-    expect(res.status).toBe(404);
+    expect(await failure(res)).toMatchObject({ status: 504, code: "UNAVAILABLE", message: expect.stringContaining("https://slow.example") });
     expect(Date.now() - started).toBeLessThan(5000);
   });
 
-  it("a failing first upstream falls through to the second", async () => {
+  it("an upstream's 429 is passed on with its Retry-After", async () => {
+    const local = uniqueName("busy");
+    routes["https://busy.example"] = () => new Response("slow down", { status: 429, headers: { "Retry-After": "30" } });
+    const res = await pull(`/v2/${local}/manifests/latest`, JSON.stringify([{ registry: "https://busy.example" }]));
+    expect(res.headers.get("Retry-After")).toBe("30");
+    expect(await failure(res)).toMatchObject({ status: 429, code: "TOOMANYREQUESTS" });
+  });
+});
+
+describe("only a 404 moves on to the next upstream", () => {
+  const upstreams = JSON.stringify([{ registry: "https://one.example" }, { registry: "https://two.example" }]);
+
+  it("a 404 from the first lets the second answer", async () => {
     const local = uniqueName("second");
     const img = await image(34);
-    routes["https://two.example"] = fakeRegistry({ repo: local, image: img });
-    const upstreams = JSON.stringify([{ registry: "https://one.example" }, { registry: "https://two.example" }]);
+    routes["https://one.example"] = () => new Response(null, { status: 404 });
+    routes["https://two.example"] = fakeRegistry({ repo: local, image: img, tags: { v1: img } });
     const res = await pull(`/v2/${local}/manifests/latest`, upstreams);
     expect(res.status).toBe(200);
     expect(res.headers.get("Docker-Content-Digest")).toBe(img.digest);
+    const blob = await pull(`/v2/${local}/blobs/${img.layer.digest}`, upstreams);
+    expect(await bodyBytes(blob)).toEqual(img.layer.bytes);
+    const tags = await pull(`/v2/${uniqueName("second")}/tags/list`, upstreams);
+    expect(tags.status).toBe(404); // neither has that repository
+  });
+
+  it("a first upstream that answers 500, is down or times out does not let the second answer", async () => {
+    const local = uniqueName("first");
+    const img = await image(35);
+    routes["https://two.example"] = fakeRegistry({ repo: local, image: img });
+    const cases: [string, Route | undefined, number][] = [
+      ["500", () => new Response("oops", { status: 500 }), 502],
+      ["down", undefined, 502],
+      ["slow", (request) => new Promise<Response>((_, reject) => request.signal.addEventListener("abort", () => reject(new Error("aborted")))), 504],
+    ];
+    for (const [label, route, status] of cases) {
+      if (route) routes["https://one.example"] = route;
+      else delete routes["https://one.example"];
+      seen = [];
+      for (const path of [`manifests/latest`, `manifests/${img.digest}`, `blobs/${img.layer.digest}`, `tags/list`]) {
+        const res = await pull(`/v2/${local}/${path}`, upstreams, { REGISTRIES_TIMEOUT: "0.2" });
+        expect(await failure(res), `${label} ${path}`).toMatchObject({ status, message: expect.stringContaining("upstream https://one.example failed") });
+      }
+      // A HEAD of a blob is a miss, and does not ask the second either.
+      expect((await pull(`/v2/${local}/blobs/${img.layer.digest}`, upstreams, { REGISTRIES_TIMEOUT: "0.2" }, { method: "HEAD" })).status).toBe(404);
+      expect(seen.filter((s) => s.url.startsWith("https://two.example/")), label).toEqual([]);
+    }
+    expect(await keysUnder(`${local}/`)).toEqual([]);
+  });
+});
+
+describe("upstream bodies are bounded", () => {
+  /** A body of `total` bytes made 1 MiB at a time as it is read; `made()` says how much was. */
+  function lazyBody(total: number): { body: ReadableStream<Uint8Array>; made: () => number } {
+    let made = 0;
+    const chunk = new Uint8Array(1024 * 1024).fill(0x20);
+    const body = new ReadableStream<Uint8Array>(
+      {
+        pull(controller) {
+          if (made >= total) return controller.close();
+          made += chunk.byteLength;
+          controller.enqueue(chunk.slice());
+        },
+      },
+      { highWaterMark: 0 },
+    );
+    return { body, made: () => made };
+  }
+
+  it("a 50 MB tag list is refused after 4 MiB, not buffered whole; a declared one is not read at all", async () => {
+    const local = uniqueName("tags");
+    let last: { made: () => number } | undefined;
+    let declared = false;
+    routes["https://big.example"] = () => {
+      const lazy = lazyBody(50_000_000);
+      last = lazy;
+      const headers: Record<string, string> = { "Content-Type": "application/json" };
+      if (declared) headers["Content-Length"] = "50000000";
+      return new Response(lazy.body, { headers });
+    };
+    const upstreams = JSON.stringify([{ registry: "https://big.example" }]);
+    const res = await pull(`/v2/${local}/tags/list`, upstreams);
+    expect(await failure(res)).toMatchObject({ status: 502, code: "UNAVAILABLE", message: expect.stringMatching(/tag list is larger than 4194304 bytes/) });
+    expect(last!.made()).toBeLessThanOrEqual(6 * 1024 * 1024);
+    declared = true;
+    const again = await pull(`/v2/${local}/tags/list`, upstreams);
+    expect(await failure(again)).toMatchObject({ status: 502, message: expect.stringMatching(/larger than/) });
+    expect(last!.made()).toBeLessThanOrEqual(1024 * 1024);
+  });
+
+  it("a token answer over 1 MiB is refused", async () => {
+    const local = uniqueName("tok");
+    let made: (() => number) | undefined;
+    routes["https://tok.example"] = (request) => {
+      if (new URL(request.url).pathname !== "/token") {
+        return new Response(null, { status: 401, headers: { "WWW-Authenticate": 'Bearer realm="https://tok.example/token"' } });
+      }
+      const lazy = lazyBody(50_000_000);
+      made = lazy.made;
+      return new Response(lazy.body, { headers: { "Content-Type": "application/json" } });
+    };
+    const res = await pull(`/v2/${local}/manifests/latest`, JSON.stringify([{ registry: "https://tok.example" }]));
+    expect(await failure(res)).toMatchObject({ status: 502, message: expect.stringMatching(/token answer .* is larger than 1048576 bytes/) });
+    expect(made!()).toBeLessThanOrEqual(3 * 1024 * 1024);
+  });
+
+  it("a manifest answered as text/html (a login page, a captive portal) is refused and nothing is cached", async () => {
+    const local = uniqueName("html");
+    const img = await image(36);
+    // The right bytes even: the Content-Type alone says this is not the registry answering.
+    routes["https://portal.example"] = (request) => {
+      const response = fakeRegistry({ repo: local, image: img })(request);
+      if (!new URL(request.url).pathname.includes("/manifests/")) return response;
+      return new Response(img.manifest, { headers: { "Content-Type": "text/html; charset=utf-8", "Docker-Content-Digest": img.digest } });
+    };
+    const upstreams = JSON.stringify([{ registry: "https://portal.example" }]);
+    for (const ref of ["latest", img.digest]) {
+      const res = await pull(`/v2/${local}/manifests/${ref}`, upstreams);
+      expect(await failure(res)).toMatchObject({ status: 502, message: expect.stringContaining("text/html") });
+    }
+    expect(await keysUnder(`${local}/`)).toEqual([]);
+    expect(await keysUnder(`_repositories/${local}`)).toEqual([]);
+  });
+});
+
+describe("namespaces", () => {
+  it("a namespaced upstream serves ns/library/x as library/x, stored under the local name, and never serves library/x", async () => {
+    const name = officialName();
+    const img = await image(81);
+    routes["https://ns.example"] = fakeRegistry({ repo: `library/${name}`, image: img });
+    const upstreams = JSON.stringify([{ registry: "https://ns.example", namespace: "ns" }]);
+    const res = await pull(`/v2/ns/library/${name}/manifests/latest`, upstreams);
+    expect(res.status).toBe(200);
+    expect(await res.text()).toBe(img.manifest);
+    const blob = await pull(`/v2/ns/library/${name}/blobs/${img.layer.digest}`, upstreams);
+    expect(await bodyBytes(blob)).toEqual(img.layer.bytes);
+    expect(seen.every((s) => s.url.startsWith(`https://ns.example/v2/library/${name}/`))).toBe(true);
+    const tags = await pull(`/v2/ns/library/${name}/tags/list`, undefined);
+    expect(await tags.json()).toEqual({ name: `ns/library/${name}`, tags: ["latest"] });
+    expect(await keysUnder(`ns/library/${name}/blobs/`)).toEqual([`ns/library/${name}/blobs/${img.layer.digest}`]);
+
+    // Names outside the namespace never go to it.
+    seen = [];
+    for (const path of [`library/${name}/manifests/latest`, `library/${name}/blobs/${img.layer.digest}`, `library/${name}/tags/list`, `${name}/manifests/latest`, `ns/manifests/latest`]) {
+      expect((await pull(`/v2/${path}`, upstreams)).status, path).toBe(404);
+    }
+    expect(seen).toEqual([]);
+    expect(await keysUnder(`library/${name}/`)).toEqual([]);
+  });
+
+  it("routes by the longest namespace; names under none go to the entries without one", async () => {
+    const name = officialName();
+    const [a, b, c] = [await image(82), await image(83), await image(84)];
+    routes["https://hub.example"] = fakeRegistry({ repo: `library/${name}`, image: a });
+    routes["https://team.example"] = fakeRegistry({ repo: `library/${name}`, image: b });
+    routes["https://plain.example"] = fakeRegistry({ repo: `library/${name}`, image: c });
+    const upstreams = JSON.stringify([
+      { registry: "https://hub.example", namespace: "hub" },
+      { registry: "https://team.example", namespace: "hub/team" },
+      { registry: "https://plain.example" },
+    ]);
+    const digestOf = async (path: string) => (await pull(`/v2/${path}/manifests/latest`, upstreams)).headers.get("Docker-Content-Digest");
+    expect(await digestOf(`hub/library/${name}`)).toBe(a.digest);
+    expect(await digestOf(`hub/team/library/${name}`)).toBe(b.digest);
+    expect(await digestOf(`library/${name}`)).toBe(c.digest);
+    // A 404 in a namespace never reaches the entries without one.
+    seen = [];
+    expect((await pull(`/v2/hub/other/manifests/latest`, upstreams)).status).toBe(404);
+    expect(seen.map((s) => new URL(s.url).origin)).toEqual(["https://hub.example"]);
+  });
+
+  it("a namespaced Docker Hub entry maps dockerhub/alpine to library/alpine", () => {
+    const config = parseConfig({ REGISTRIES_JSON: JSON.stringify([{ registry: "docker.io", namespace: "dockerhub/" }]) });
+    const hub = new Upstream(config.pullThrough.upstreams[0]!);
+    expect(hub.config.namespace).toBe("dockerhub");
+    expect(hub.repository("dockerhub/alpine")).toBe("library/alpine");
+    expect(hub.repository("dockerhub/bitnami/redis")).toBe("bitnami/redis");
+  });
+});
+
+describe("repositories holding pushes are not filled from upstreams", () => {
+  const upstreams = JSON.stringify([{ registry: "https://up.example" }]);
+
+  it("a repository with a pushed manifest: its tags and blobs from the upstream are not fetched", async () => {
+    const local = uniqueName("team");
+    const own = await imageManifest(local, 91); // pushed without pull-through configured
+    expect((await putManifest(local, "v1", own.text)).status).toBe(201);
+    const theirs = await image(92);
+    routes["https://up.example"] = fakeRegistry({ repo: local, image: theirs, tags: { "1.5": theirs } });
+    seen = [];
+    expect((await pull(`/v2/${local}/manifests/1.5`, upstreams)).status).toBe(404);
+    expect((await pull(`/v2/${local}/manifests/${theirs.digest}`, upstreams, {}, { method: "HEAD" })).status).toBe(404);
+    expect((await pull(`/v2/${local}/blobs/${theirs.layer.digest}`, upstreams)).status).toBe(404);
+    expect(await (await pull(`/v2/${local}/tags/list`, upstreams)).json()).toEqual({ name: local, tags: ["v1"] });
+    expect(seen).toEqual([]);
+    // Its own tag is served as ever.
+    expect((await pull(`/v2/${local}/manifests/v1`, upstreams)).headers.get("Docker-Content-Digest")).toBe(own.digest);
+    // …unless the entry says fill_local.
+    const fill = JSON.stringify([{ registry: "https://up.example", fill_local: true }]);
+    expect((await pull(`/v2/${local}/manifests/1.5`, fill)).headers.get("Docker-Content-Digest")).toBe(theirs.digest);
+  });
+
+  it("a repository cached from an upstream keeps filling until something is pushed into it", async () => {
+    const local = uniqueName("cache");
+    const [v1, v2, v3, mine] = [await image(93), await image(94), await image(95), await image(96)];
+    routes["https://up.example"] = fakeRegistry({ repo: local, image: v1, tags: { v1, v2, v3 } });
+    expect((await pull(`/v2/${local}/manifests/v1`, upstreams)).status).toBe(200);
+    expect((await env.REGISTRY.head(`_repositories/${local}`))?.customMetadata).toEqual({ "r2-registry-cached": "true" });
+    expect((await pull(`/v2/${local}/manifests/v2`, upstreams)).status).toBe(200);
+    // A push makes it the team's.
+    for (const blob of [mine.config, mine.layer]) {
+      expect((await pull(`/v2/${local}/blobs/uploads/?digest=${blob.digest}`, upstreams, {}, { method: "POST", body: blob.bytes })).status).toBe(201);
+    }
+    expect((await pull(`/v2/${local}/manifests/mine`, upstreams, {}, { method: "PUT", body: mine.manifest, headers: { "Content-Type": OCI_MANIFEST } })).status).toBe(201);
+    const marker = await env.REGISTRY.head(`_repositories/${local}`);
+    expect(marker).not.toBeNull();
+    expect(marker!.customMetadata?.["r2-registry-cached"]).toBeUndefined();
+    seen = [];
+    expect((await pull(`/v2/${local}/manifests/v3`, upstreams)).status).toBe(404);
+    // Cached tags stay, and are not re-checked upstream any more.
+    expect((await pull(`/v2/${local}/manifests/v1`, upstreams, { REGISTRIES_TAG_TTL: "0" })).status).toBe(200);
+    expect(seen).toEqual([]);
+  });
+
+  it("a repository written by serverless-registry (manifests, no catalog marker) counts as pushed", async () => {
+    const local = uniqueName("old");
+    const own = await image(97);
+    await env.REGISTRY.put(`${local}/manifests/v1`, own.manifest, { httpMetadata: { contentType: OCI_MANIFEST } });
+    const theirs = await image(98);
+    routes["https://up.example"] = fakeRegistry({ repo: local, image: theirs });
+    expect((await pull(`/v2/${local}/manifests/latest`, upstreams)).status).toBe(404);
+    expect(seen).toEqual([]);
   });
 });
 
@@ -686,9 +965,8 @@ describe("large blobs", () => {
     routes["https://up.example"] = () => new Response(new Response(wrong).body!.pipeThrough(new TransformStream()));
     const upstreams = JSON.stringify([{ registry: "https://up.example" }]);
     const res = await pull(`/v2/${local}/blobs/${img.layer.digest}`, upstreams);
-    await bodyBytes(res);
-    routes = {};
-    const cached = await pull(`/v2/${local}/blobs/${img.layer.digest}`, upstreams);
+    await bodyBytes(res).catch(() => undefined);
+    const cached = await pull(`/v2/${local}/blobs/${img.layer.digest}`, undefined);
     expect(cached.status).toBe(404);
     expect(await keysUnder(`${local}/`)).toEqual([]);
   });

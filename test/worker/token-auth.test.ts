@@ -101,6 +101,38 @@ describe("JWT tokens", () => {
     expect(mount.status).toBe(202);
   });
 
+  it("checks aud and iss when JWT_AUDIENCE and JWT_ISSUER are set, and only then", async () => {
+    const key = setting(es);
+    const strict = { JWT_REGISTRY_TOKENS_PUBLIC_KEY: key, JWT_AUDIENCE: "r2-registry", JWT_ISSUER: "https://issuer.example" };
+    const iss = "https://issuer.example";
+    const accepted: Record<string, Record<string, unknown>> = {
+      "aud and iss match": { aud: "r2-registry", iss },
+      "aud is an array naming it": { aud: ["other", "r2-registry"], iss },
+    };
+    const refused: Record<string, Record<string, unknown>> = {
+      "another audience": { aud: "someone-else", iss },
+      "no audience": { iss },
+      "an array without it": { aud: ["other"], iss },
+      "another issuer": { aud: "r2-registry", iss: "https://evil.example" },
+      "no issuer": { aud: "r2-registry" },
+    };
+    for (const [what, extra] of Object.entries(accepted)) {
+      const token = await sign(es, claims(["pull"], extra));
+      expect((await call("/v2/", asPassword(token, strict))).status, what).toBe(200);
+      expect((await call("/v2/", { auth: `Bearer ${token}`, env: strict })).status, `${what} (Bearer)`).toBe(200);
+    }
+    for (const [what, extra] of Object.entries(refused)) {
+      const token = await sign(es, claims(["pull"], extra));
+      expect((await call("/v2/", asPassword(token, strict))).status, what).toBe(401);
+      expect((await call("/v2/", { auth: `Bearer ${token}`, env: strict })).status, `${what} (Bearer)`).toBe(401);
+      // Not configured: not checked.
+      expect((await call("/v2/", asPassword(token, { JWT_REGISTRY_TOKENS_PUBLIC_KEY: key }))).status, `${what} (unchecked)`).toBe(200);
+    }
+    const onlyIssuer = { JWT_REGISTRY_TOKENS_PUBLIC_KEY: key, JWT_ISSUER: iss };
+    expect((await call("/v2/", asPassword(await sign(es, claims(["pull"], { iss })), onlyIssuer))).status).toBe(200);
+    expect((await call("/v2/", asPassword(await sign(es, claims(["pull"], { iss: "x" })), onlyIssuer))).status).toBe(401);
+  });
+
   it("keeps username/password logins working next to tokens", async () => {
     const env = { JWT_REGISTRY_TOKENS_PUBLIC_KEY: setting(es) };
     expect((await call("/v2/", { env })).status).toBe(200);

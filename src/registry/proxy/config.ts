@@ -1,4 +1,5 @@
 import type { Env } from "../../env";
+import { isName } from "../../oci/names";
 import { DEFAULT_UPSTREAM_TIMEOUT_MS, type UpstreamConfig } from "./upstream";
 
 /** Pull-through settings parsed from `REGISTRIES_JSON`, `REGISTRIES_TAG_TTL`, `REGISTRIES_TIMEOUT`. */
@@ -54,6 +55,17 @@ function parseEntry(entry: unknown, env: Env, warnings: string[], where: string)
   } else if (e.password_env !== undefined) {
     warnings.push(`REGISTRIES_JSON${where}: "password_env" without "username" is ignored; the entry is anonymous`);
   }
+  if (e.namespace !== undefined) {
+    const namespace = typeof e.namespace === "string" ? e.namespace.trim().replace(/^\/+|\/+$/g, "") : "";
+    if (!isName(namespace)) {
+      return `"namespace" must be a repository name prefix such as "dockerhub" or "mirrors/ghcr" (lowercase letters, digits, . _ - and /), got ${JSON.stringify(e.namespace)}`;
+    }
+    upstream.namespace = namespace;
+  }
+  if (e.fill_local !== undefined) {
+    if (typeof e.fill_local !== "boolean") return `"fill_local" must be true or false, got ${JSON.stringify(e.fill_local)}`;
+    if (e.fill_local) upstream.fillLocal = true;
+  }
   if (e.tag_ttl !== undefined) {
     const ttl = nonNegativeSeconds(e.tag_ttl);
     if (ttl === undefined) warnings.push(`REGISTRIES_JSON${where}: "tag_ttl" must be a number of seconds ≥ 0; ignored`);
@@ -81,7 +93,7 @@ export function parseRegistries(env: Env, warnings: string[]): PullThroughConfig
       warnings.push(`REGISTRIES_JSON is not valid JSON (${(error as Error).message}); pull-through is disabled`);
     }
     if (list !== undefined && !Array.isArray(list)) {
-      warnings.push("REGISTRIES_JSON must be a JSON array of {registry, username?, password_env?}; pull-through is disabled");
+      warnings.push("REGISTRIES_JSON must be a JSON array of {registry, username?, password_env?, namespace?, fill_local?, tag_ttl?}; pull-through is disabled");
     } else if (Array.isArray(list)) {
       list.forEach((entry, index) => {
         const label = typeof (entry as { registry?: unknown })?.registry === "string" ? ` (${(entry as { registry: string }).registry})` : "";

@@ -1,6 +1,5 @@
-import { digestBytes, parseDigest, type VerifiableAlgorithm } from "../../oci/digest";
-import { MAX_MANIFEST_SIZE, parseManifest, type ParsedManifest } from "../../oci/manifest";
-import { baseMediaType, MediaType } from "../../oci/media-types";
+import { parseDigest, type VerifiableAlgorithm } from "../../oci/digest";
+import type { ParsedManifest } from "../../oci/manifest";
 import { isTag } from "../../oci/names";
 import type {
   BlobContent,
@@ -10,6 +9,7 @@ import type {
   ManifestInfo,
   Page,
   PageRequest,
+  PutManifestOptions,
   ByteRange,
   RangeRequest,
   ReferrersRequest,
@@ -19,7 +19,9 @@ import { boundedTee } from "./tee";
 import { RegistryError } from "../../errors";
 import { sliceStream } from "../../streams";
 import { resolveRange } from "../r2/blobs";
-import type { Upstream } from "./upstream";
+import { UpstreamError, type Upstream } from "./upstream";
+import { upstreamFailure, upstreamsFor } from "./routing";
+import { readManifest, type Fetched } from "./manifest";
 
 export { Upstream, clearUpstreamTokens, type UpstreamConfig } from "./upstream";
 export { parseRegistries, type PullThroughConfig } from "./config";
@@ -68,30 +70,29 @@ function verifiable(digest: string): VerifiableAlgorithm | undefined {
   return algorithm === "sha256" || algorithm === "sha512" ? algorithm : undefined;
 }
 
-function isJsonObject(bytes: Uint8Array): boolean {
-  try {
-    const value: unknown = JSON.parse(new TextDecoder("utf-8", { fatal: true, ignoreBOM: false }).decode(bytes));
-    return typeof value === "object" && value !== null && !Array.isArray(value);
-  } catch {
-    return false;
-  }
-}
-
-interface Fetched {
-  bytes: Uint8Array;
-  digest: string;
-  mediaType: string;
-  parsed?: ParsedManifest;
-  upstream: Upstream;
+/** How the upstreams are asked for one thing. */
+interface Ask {
+  /** For logs and the client's error message, e.g. `GET manifest team/app:v1`. */
+  what: string;
+  /**
+   * When an upstream fails: fail the request (the default), or answer "not found" — for a HEAD of
+   * a digest, which is what a push asks before uploading (a push never depends on an upstream).
+   */
+  onError?: "fail" | "miss";
+  /** Whether the repository holds pushes, when the caller already knows (saves the R2 read). */
+  pushed?: boolean;
 }
 
 /**
  * Pull-through cache: a {@link Registry} that answers from the local registry and, on a miss of
- * a manifest, a blob or a tag list, asks the upstreams in order; the first that has it answers.
- * Manifests are verified against their digest and stored under the tag and the digest; blobs are
- * streamed to the client while a copy goes into the local registry in the background (published
- * only once its digest verifies). Writes go to the local registry only. An upstream that fails,
- * is slow or answers garbage is skipped (and logged), so the client gets the local answer.
+ * a manifest, a blob or a tag list, asks the upstreams that may fill the repository (see
+ * {@link upstreamsFor}: namespaces; and none but `fill_local` ones for a repository holding
+ * pushes), in order. Only a 404 moves on to the next upstream: one that fails, is slow or
+ * answers garbage fails the request with a 502/504 naming it, so a private upstream that is down
+ * never lets a public one answer for its names. Manifests are verified against their digest and
+ * stored under the tag and the digest; blobs are streamed to the client while a copy goes into
+ * the local registry in the background (published only once its digest verifies). Writes go to
+ * the local registry only.
  *
  * @example
  * const registry = new ProxyRegistry(new R2Registry(env.REGISTRY), [new Upstream(config)], { waitUntil: (p) => ctx.waitUntil(p) });
@@ -103,75 +104,98 @@ export class ProxyRegistry implements Registry {
     private readonly options: ProxyOptions,
   ) {}
 
+  /**
+   * The upstreams that may fill `name`: routed by namespace, and only `fill_local` ones when the
+   * repository holds pushes (one R2 read, skipped when no routed upstream would be left out).
+   */
+  private async candidates(name: string, pushed?: boolean): Promise<Upstream[]> {
+    const routed = upstreamsFor(this.upstreams, name);
+    if (routed.every((u) => u.config.fillLocal)) return routed;
+    const hasPushes = pushed ?? (this.local.hasPushes ? await this.local.hasPushes(name) : true);
+    return hasPushes ? routed.filter((u) => u.config.fillLocal) : routed;
+  }
+
+  /**
+   * Asks the candidates in order until one has it (`attempt` answers `null` for a 404). Anything
+   * else an upstream does ends the search: see {@link Ask.onError}.
+   */
+  private async ask<T>(name: string, how: Ask, attempt: (upstream: Upstream) => Promise<T | null>): Promise<T | null> {
+    for (const upstream of await this.candidates(name, how.pushed)) {
+      let result: T | null;
+      try {
+        result = await attempt(upstream);
+      } catch (error) {
+        if (error instanceof RegistryError) throw error; // the client's (a range beyond the blob)
+        log(upstream, how.what, error);
+        if (how.onError === "miss") return null;
+        throw upstreamFailure(upstream, how.what, error);
+      }
+      if (result !== null) return result;
+    }
+    return null;
+  }
+
   async statBlob(name: string, digest: string): Promise<BlobInfo | null> {
     const local = await this.local.statBlob(name, digest);
     if (local) return local;
-    for (const upstream of this.upstreams) {
-      try {
-        const response = await upstream.blob(name, digest, "HEAD");
-        if (!response) continue;
-        const size = Number(response.headers.get("Content-Length") ?? NaN);
-        if (!Number.isSafeInteger(size) || size < 0) throw new Error("HEAD blob without a Content-Length");
-        return { digest, size };
-      } catch (error) {
-        log(upstream, `HEAD blob ${name}@${digest}`, error);
-      }
-    }
-    return null;
+    return this.ask(name, { what: `HEAD blob ${name}@${digest}`, onError: "miss" }, async (upstream) => {
+      const response = await upstream.blob(name, digest, "HEAD");
+      if (!response) return null;
+      const size = Number(response.headers.get("Content-Length") ?? NaN);
+      if (!Number.isSafeInteger(size) || size < 0) throw new UpstreamError("HEAD blob without a Content-Length");
+      return { digest, size };
+    });
   }
 
   async getBlob(name: string, digest: string, range?: RangeRequest): Promise<BlobContent | null> {
     const local = await this.local.getBlob(name, digest, range);
     if (local) return local;
+    return this.ask(name, { what: `GET blob ${name}@${digest}` }, (upstream) => this.blobFrom(upstream, name, digest, range));
+  }
+
+  private async blobFrom(upstream: Upstream, name: string, digest: string, range: RangeRequest | undefined): Promise<BlobContent | null> {
     const algorithm = verifiable(digest);
-    for (const upstream of this.upstreams) {
-      try {
-        const response = await upstream.blob(name, digest, "GET", range ? rangeHeader(range) : undefined);
-        if (!response?.body) continue;
-        if (range && response.status === 206) {
-          // A range is passed through as the upstream answers it (not cached: a later whole GET is).
-          const served = parseServedRange(response.headers.get("Content-Range"));
-          if (served) return { digest, size: served.size, body: response.body, range: { start: served.start, end: served.end } };
-          await response.body.cancel();
-          continue;
-        }
-        const size = Number(response.headers.get("Content-Length") ?? NaN);
-        const known = Number.isSafeInteger(size) && size >= 0;
-        const key = `${name}@${digest}`;
-        if (!known && range) {
-          // A range of a blob of unknown length: copy the whole blob first, then answer from the cache.
-          if (!algorithm) throw new Error("cannot verify a blob of this digest algorithm");
-          const copy = copying.get(key);
-          if (copy) await response.body.cancel();
-          await (copy ?? this.copyBlob(name, digest, response.body, known ? size : undefined, upstream));
-          const cached = await this.local.getBlob(name, digest, range);
-          if (cached) return cached;
-          continue;
-        }
-        // The whole blob (the upstream ignored a Range, if one was asked for): the client's bytes
-        // flow as they arrive while a copy goes into the cache, verified as it is written (by R2
-        // when the length is known, else by the upload path's SHA-256).
-        let wanted: ByteRange | undefined;
-        try {
-          wanted = range ? resolveRange(range, size) : undefined;
-        } catch (error) {
-          await response.body.cancel().catch(() => undefined);
-          throw error;
-        }
-        let body = response.body;
-        if (algorithm && !copying.has(key)) {
-          const [client, cache] = boundedTee(body, TEE_LIMIT);
-          body = client;
-          this.options.waitUntil(this.copyBlob(name, digest, cache, known ? size : undefined, upstream));
-        }
-        if (wanted) return { digest, size, body: sliceStream(body, wanted.start, wanted.end), range: wanted };
-        return known ? { digest, size, body } : { digest, body };
-      } catch (error) {
-        if (error instanceof RegistryError) throw error;
-        log(upstream, `GET blob ${name}@${digest}`, error);
-      }
+    const response = await upstream.blob(name, digest, "GET", range ? rangeHeader(range) : undefined);
+    if (!response) return null;
+    if (!response.body) throw new UpstreamError("blob answer without a body");
+    if (range && response.status === 206) {
+      // A range is passed through as the upstream answers it (not cached: a later whole GET is).
+      const served = parseServedRange(response.headers.get("Content-Range"));
+      if (served) return { digest, size: served.size, body: response.body, range: { start: served.start, end: served.end } };
+      await response.body.cancel();
+      throw new UpstreamError(`206 answer with an unusable Content-Range ${JSON.stringify(response.headers.get("Content-Range"))}`);
     }
-    return null;
+    const size = Number(response.headers.get("Content-Length") ?? NaN);
+    const known = Number.isSafeInteger(size) && size >= 0;
+    const key = `${name}@${digest}`;
+    if (!known && range) {
+      // A range of a blob of unknown length: copy the whole blob first, then answer from the cache.
+      if (!algorithm) throw new UpstreamError("cannot verify a blob of this digest algorithm");
+      const copy = copying.get(key);
+      if (copy) await response.body.cancel();
+      await (copy ?? this.copyBlob(name, digest, response.body, undefined, upstream));
+      const cached = await this.local.getBlob(name, digest, range);
+      if (!cached) throw new UpstreamError("the blob's bytes did not match its digest; not cached");
+      return cached;
+    }
+    // The whole blob (the upstream ignored a Range, if one was asked for): the client's bytes
+    // flow as they arrive while a copy goes into the cache, verified as it is written (by R2
+    // when the length is known, else by the upload path's SHA-256).
+    let wanted: ByteRange | undefined;
+    try {
+      wanted = range ? resolveRange(range, size) : undefined;
+    } catch (error) {
+      await response.body.cancel().catch(() => undefined);
+      throw error;
+    }
+    let body = response.body;
+    if (algorithm && !copying.has(key)) {
+      const [client, cache] = boundedTee(body, TEE_LIMIT);
+      body = client;
+      this.options.waitUntil(this.copyBlob(name, digest, cache, known ? size : undefined, upstream));
+    }
+    if (wanted) return { digest, size, body: sliceStream(body, wanted.start, wanted.end), range: wanted };
+    return known ? { digest, size, body } : { digest, body };
   }
 
   /** Stores a blob from an upstream; the local registry verifies the digest before publishing. */
@@ -199,7 +223,7 @@ export class ProxyRegistry implements Registry {
     const local = await this.local.getManifest(name, reference);
     if (local) {
       if (!(await this.isStale(name, reference, local))) return local;
-      const fetched = await this.fetchManifest(name, reference);
+      const fetched = await this.fetchManifest(name, reference).catch(() => null); // failed: the cached tag
       if (!fetched) return local;
       await local.body.cancel();
       return this.serve(fetched);
@@ -212,7 +236,11 @@ export class ProxyRegistry implements Registry {
     const local = await this.local.statManifest(name, reference);
     if (local && !(await this.isStale(name, reference, local))) return local;
     // A HEAD fetches the manifest (cached for the GET that follows) so what it reports is verified.
-    const fetched = await this.fetchManifest(name, reference);
+    // A HEAD by digest is what a push asks before uploading: an upstream failing is a miss.
+    const byDigest = parseDigest(reference) !== undefined;
+    const fetched = local
+      ? await this.fetchManifest(name, reference).catch(() => null)
+      : await this.fetchManifest(name, reference, byDigest ? "miss" : "fail");
     if (!fetched) return local;
     return { digest: fetched.digest, size: fetched.bytes.byteLength, mediaType: fetched.mediaType };
   }
@@ -236,50 +264,22 @@ export class ProxyRegistry implements Registry {
    * Asks the upstreams for a manifest and stores the first verified answer. A reference that is
    * neither a digest nor a valid tag is never sent upstream.
    */
-  private async fetchManifest(name: string, reference: string): Promise<Fetched | null> {
-    const byDigest = parseDigest(reference) !== undefined;
-    if (!byDigest && !isTag(reference)) return null;
-    for (const upstream of this.upstreams) {
-      try {
-        const response = await upstream.manifest(name, reference, "GET");
-        if (!response) continue;
-        const bytes = await upstream.readBytes(response, MAX_MANIFEST_SIZE);
-        if (!bytes) throw new Error(`manifest larger than ${MAX_MANIFEST_SIZE} bytes`);
-        const expected = byDigest ? reference : response.headers.get("Docker-Content-Digest")?.trim() || undefined;
-        let digest: string;
-        if (expected) {
-          const algorithm = verifiable(expected);
-          if (!algorithm) throw new Error(`cannot verify digest ${expected}`);
-          digest = await digestBytes(bytes, algorithm);
-          if (digest !== expected) throw new Error(`manifest bytes have digest ${digest}, not ${expected}: not used`);
-        } else {
-          digest = await digestBytes(bytes);
-        }
-        const contentType = response.headers.get("Content-Type");
-        let parsed: ParsedManifest | undefined;
-        try {
-          parsed = parseManifest(bytes, contentType);
-        } catch (error) {
-          // Something JSON (e.g. Docker schema 1) is passed on uncached; anything else is garbage.
-          if (!isJsonObject(bytes)) throw new Error("the manifest is not a JSON object");
-          log(upstream, `manifest ${name}:${reference} is served but not cached`, error);
-        }
-        const mediaType = parsed?.mediaType ?? baseMediaType(contentType) ?? MediaType.OCI_MANIFEST;
-        const fetched: Fetched = { bytes, digest, mediaType, upstream, ...(parsed ? { parsed } : {}) };
-        await this.cacheManifest(name, reference, fetched);
-        return fetched;
-      } catch (error) {
-        log(upstream, `GET manifest ${name}:${reference}`, error);
-      }
-    }
-    return null;
+  private async fetchManifest(name: string, reference: string, onError: "fail" | "miss" = "fail"): Promise<Fetched | null> {
+    if (parseDigest(reference) === undefined && !isTag(reference)) return null;
+    return this.ask(name, { what: `GET manifest ${name}:${reference}`, onError }, (upstream) => this.manifestFrom(upstream, name, reference));
+  }
+
+  private async manifestFrom(upstream: Upstream, name: string, reference: string): Promise<Fetched | null> {
+    const fetched = await readManifest(upstream, name, reference);
+    if (fetched) await this.cacheManifest(name, reference, fetched);
+    return fetched;
   }
 
   private async cacheManifest(name: string, reference: string, fetched: Fetched): Promise<void> {
     if (!fetched.parsed) return;
     const isTag = parseDigest(reference) === undefined;
     try {
-      await this.local.putManifest(name, fetched.parsed, fetched.digest, isTag ? [reference] : []);
+      await this.local.putManifest(name, fetched.parsed, fetched.digest, isTag ? [reference] : [], { cached: true });
       if (isTag && this.options.bucket) {
         await this.options.bucket.put(tagMarkerKey(name, reference), JSON.stringify({ upstream: fetched.upstream.config.registry, digest: fetched.digest }));
       }
@@ -289,8 +289,9 @@ export class ProxyRegistry implements Registry {
   }
 
   /**
-   * True when a cached tag came from an upstream, its time-to-live has passed, and the upstream
-   * now has another manifest under it. An upstream that cannot be asked keeps the cached tag.
+   * True when a cached tag came from an upstream, its time-to-live has passed, the repository may
+   * still be filled, and the upstream now has another manifest under it. An upstream that cannot
+   * be asked keeps the cached tag.
    */
   private async isStale(name: string, reference: string, local: ManifestInfo): Promise<boolean> {
     const bucket = this.options.bucket;
@@ -305,13 +306,16 @@ export class ProxyRegistry implements Registry {
     } catch {
       from = undefined;
     }
-    const origin = this.upstreams.find((u) => u.config.registry === from);
+    const routed = upstreamsFor(this.upstreams, name);
+    const origin = routed.find((u) => u.config.registry === from);
     const ttl = origin?.config.tagTtl ?? this.options.tagTtl;
     if (ttl === undefined || Date.now() - marker.uploaded.getTime() < ttl * 1000) return false;
-    for (const upstream of origin ? [origin, ...this.upstreams.filter((u) => u !== origin)] : this.upstreams) {
+    const candidates = await this.candidates(name);
+    const order = origin && candidates.includes(origin) ? [origin, ...candidates.filter((u) => u !== origin)] : candidates;
+    for (const upstream of order) {
       try {
         const response = await upstream.manifest(name, reference, "HEAD");
-        if (!response) continue;
+        if (!response) continue; // 404: the next may have it
         const digest = response.headers.get("Docker-Content-Digest")?.trim();
         if (digest && digest === local.digest) {
           await bucket.put(tagMarkerKey(name, reference), JSON.stringify({ upstream: upstream.config.registry, digest }));
@@ -320,6 +324,7 @@ export class ProxyRegistry implements Registry {
         return true; // moved, or no digest given: fetch and verify
       } catch (error) {
         log(upstream, `HEAD manifest ${name}:${reference}`, error);
+        return false;
       }
     }
     return false;
@@ -328,19 +333,19 @@ export class ProxyRegistry implements Registry {
   async listTags(name: string, page: PageRequest): Promise<Page<string> | null> {
     const local = await this.local.listTags(name, page);
     if (local) return local;
-    for (const upstream of this.upstreams) {
-      try {
-        const tags = await upstream.tags(name, page.n, page.last);
-        if (tags) return { items: tags.tags.slice(0, page.n), more: tags.more || tags.tags.length > page.n };
-      } catch (error) {
-        log(upstream, `tags of ${name}`, error);
-      }
-    }
-    return null;
+    // No local list: the repository does not exist here, so it holds no pushes.
+    return this.ask(name, { what: `GET tags of ${name}`, pushed: false }, async (upstream) => {
+      const tags = await upstream.tags(name, page.n, page.last);
+      return tags ? { items: tags.tags.slice(0, page.n), more: tags.more || tags.tags.length > page.n } : null;
+    });
   }
 
   withoutUpstreams(): Registry {
     return this.local;
+  }
+
+  hasPushes(name: string): Promise<boolean> {
+    return this.local.hasPushes ? this.local.hasPushes(name) : Promise.resolve(true);
   }
 
   // Everything else is local.
@@ -368,11 +373,11 @@ export class ProxyRegistry implements Registry {
   cancelUpload(name: string, id: string) {
     return this.local.cancelUpload(name, id);
   }
-  async putManifest(name: string, manifest: ParsedManifest, digest: string, tags: string[]) {
-    const info = await this.local.putManifest(name, manifest, digest, tags);
+  async putManifest(name: string, manifest: ParsedManifest, digest: string, tags: string[], options?: PutManifestOptions) {
+    const info = await this.local.putManifest(name, manifest, digest, tags, options);
     // A tag pushed here is this registry's own from now on: never re-checked upstream.
     const bucket = this.options.bucket;
-    if (bucket && tags.length > 0) await bucket.delete(tags.map((tag) => tagMarkerKey(name, tag)));
+    if (bucket && tags.length > 0 && !options?.cached) await bucket.delete(tags.map((tag) => tagMarkerKey(name, tag)));
     return info;
   }
   deleteManifest(name: string, reference: string) {

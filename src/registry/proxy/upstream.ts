@@ -1,3 +1,4 @@
+import { MediaType } from "../../oci/media-types";
 import { parseChallenges, type Challenge } from "./challenge";
 
 /** One upstream registry, as validated from `REGISTRIES_JSON`. */
@@ -14,20 +15,38 @@ export interface UpstreamConfig {
   password?: string;
   /** Seconds after which a tag cached from this upstream is checked again (`tag_ttl`). */
   tagTtl?: number;
+  /**
+   * Local repository prefix (`namespace`): only names under `<namespace>/` go to this upstream,
+   * without it (`dockerhub/library/alpine` is `library/alpine` there). Absent: names under no
+   * namespace of another entry.
+   */
+  namespace?: string;
+  /** Also fill repositories that hold manifests pushed here (`fill_local`). */
+  fillLocal?: boolean;
 }
 
 /** Default bound on waiting for an upstream's response headers, in milliseconds. */
 export const DEFAULT_UPSTREAM_TIMEOUT_MS = 10_000;
 
-/** Manifest types asked for, most capable first. */
-export const MANIFEST_ACCEPT = [
-  "application/vnd.oci.image.index.v1+json",
-  "application/vnd.docker.distribution.manifest.list.v2+json",
-  "application/vnd.oci.image.manifest.v1+json",
-  "application/vnd.docker.distribution.manifest.v2+json",
-  "application/vnd.docker.distribution.manifest.v1+prettyjws",
-  "application/vnd.docker.distribution.manifest.v1+json",
-].join(", ");
+/** Largest tag list page read from an upstream (a page of 1,000 long tags is ~130 KiB). */
+export const MAX_TAG_LIST_SIZE = 4 * 1024 * 1024;
+/** Largest token server answer read (tokens are a few KiB). */
+export const MAX_TOKEN_RESPONSE_SIZE = 1024 * 1024;
+
+/**
+ * Manifest types asked for, most capable first; an upstream manifest answered with any other
+ * `Content-Type` (`text/html` from a login page or a captive portal) is refused.
+ */
+export const MANIFEST_TYPES: readonly string[] = [
+  MediaType.OCI_INDEX,
+  MediaType.DOCKER_MANIFEST_LIST,
+  MediaType.OCI_MANIFEST,
+  MediaType.DOCKER_MANIFEST,
+  MediaType.DOCKER_SCHEMA1_SIGNED,
+  MediaType.DOCKER_SCHEMA1,
+];
+
+const MANIFEST_ACCEPT = MANIFEST_TYPES.join(", ");
 
 const USER_AGENT = "r2-registry (pull-through)";
 const MAX_REDIRECTS = 5;
@@ -61,8 +80,23 @@ export function clearUpstreamTokens(): void {
   authCache.clear();
 }
 
-/** An upstream's answer was not usable; the upstream is skipped. */
+/** An upstream's answer was not usable (an error, garbage, a body over its size limit). */
 export class UpstreamError extends Error {}
+
+/** An upstream did not answer, or send its body, within the timeout. */
+export class UpstreamTimeout extends UpstreamError {}
+
+/** An upstream answered an HTTP status other than 2xx and 404. */
+export class UpstreamStatus extends UpstreamError {
+  constructor(
+    message: string,
+    readonly status: number,
+    /** Its `Retry-After` header, passed on with a 429. */
+    readonly retryAfter?: string,
+  ) {
+    super(message);
+  }
+}
 
 function basicHeader(username: string, password: string): string {
   const bytes = new TextEncoder().encode(`${username}:${password}`);
@@ -72,14 +106,15 @@ function basicHeader(username: string, password: string): string {
 }
 
 /**
- * Races a promise against a timer; on timeout aborts `controller` and rejects.
+ * Races a promise against a timer; on timeout calls `onTimeout` (to abort the request or cancel
+ * the body being read) and rejects with an {@link UpstreamTimeout}.
  */
-async function withTimeout<T>(promise: Promise<T>, ms: number, controller: AbortController | undefined, what: string): Promise<T> {
+async function withTimeout<T>(promise: Promise<T>, ms: number, onTimeout: ((error: Error) => void) | undefined, what: string): Promise<T> {
   let timer: ReturnType<typeof setTimeout> | undefined;
   const timeout = new Promise<never>((_, reject) => {
     timer = setTimeout(() => {
-      const error = new UpstreamError(`${what}: no answer within ${ms} ms`);
-      controller?.abort(error);
+      const error = new UpstreamTimeout(`${what}: no answer within ${ms} ms`);
+      onTimeout?.(error);
       reject(error);
     }, ms);
   });
@@ -105,11 +140,12 @@ export class Upstream {
     private readonly timeoutMs: number = DEFAULT_UPSTREAM_TIMEOUT_MS,
   ) {}
 
-  /** The repository path on the upstream for a local name. */
+  /** The repository path on the upstream for a local name (its namespace, if any, left out). */
   repository(name: string): string {
-    const { prefix, dockerHub } = this.config;
-    if (prefix) return `${prefix}/${name}`;
-    return dockerHub && !name.includes("/") ? `library/${name}` : name;
+    const { prefix, dockerHub, namespace } = this.config;
+    const remote = namespace && name.startsWith(`${namespace}/`) ? name.slice(namespace.length + 1) : name;
+    if (prefix) return `${prefix}/${remote}`;
+    return dockerHub && !remote.includes("/") ? `library/${remote}` : remote;
   }
 
   /** A manifest by tag or digest; `null` when the upstream does not have it. */
@@ -128,32 +164,40 @@ export class Upstream {
     if (last !== undefined) query.set("last", last);
     const response = await this.pull(name, `tags/list?${query}`, "GET", { Accept: "application/json" });
     if (!response) return null;
-    const body = (await this.readJson(response)) as { tags?: unknown };
+    const body = (await this.readJson(response, MAX_TAG_LIST_SIZE, "the tag list")) as { tags?: unknown } | null;
     const tags = body?.tags ?? [];
     if (!Array.isArray(tags) || !tags.every((t) => typeof t === "string")) throw new UpstreamError("tags list is not a list of strings");
     return { tags: tags as string[], more: /rel="?next"?/i.test(response.headers.get("Link") ?? "") };
   }
 
-  /** Reads a (small) JSON body within the timeout. */
-  async readJson(response: Response): Promise<unknown> {
+  /**
+   * Reads a JSON body of at most `limit` bytes within the timeout; a larger one is refused
+   * without being read further.
+   */
+  async readJson(response: Response, limit: number, what: string): Promise<unknown> {
+    const bytes = await this.readBytes(response, limit, what);
     try {
-      return await withTimeout(response.json(), this.timeoutMs, undefined, "reading the body");
+      return JSON.parse(new TextDecoder().decode(bytes)) as unknown;
     } catch (error) {
-      await response.body?.cancel().catch(() => {});
-      throw error instanceof UpstreamError ? error : new UpstreamError(`invalid JSON: ${String(error)}`);
+      throw new UpstreamError(`${what} is not JSON: ${error instanceof Error ? error.message : String(error)}`);
     }
   }
 
-  /** Reads a body within the timeout (bounded by `limit` bytes; `undefined` when larger). */
-  async readBytes(response: Response, limit: number): Promise<Uint8Array | undefined> {
+  /**
+   * Reads a body of at most `limit` bytes within the timeout. A larger one (by its
+   * `Content-Length`, or once more than `limit` bytes arrived) is cancelled and refused with an
+   * {@link UpstreamError}: never more than `limit` bytes (and one chunk) are held.
+   */
+  async readBytes(response: Response, limit: number, what: string): Promise<Uint8Array> {
+    const tooLarge = () => new UpstreamError(`${what} is larger than ${limit} bytes; refused`);
     const declared = Number(response.headers.get("Content-Length") ?? NaN);
     if (declared > limit) {
       await response.body?.cancel().catch(() => {});
-      return undefined;
+      throw tooLarge();
     }
+    const reader = response.body?.getReader();
+    if (!reader) return new Uint8Array(0);
     const read = async () => {
-      const reader = response.body?.getReader();
-      if (!reader) return new Uint8Array(0);
       const chunks: Uint8Array[] = [];
       let size = 0;
       for (;;) {
@@ -161,8 +205,8 @@ export class Upstream {
         if (done) break;
         size += value.byteLength;
         if (size > limit) {
-          await reader.cancel();
-          return undefined;
+          await reader.cancel().catch(() => {});
+          throw tooLarge();
         }
         chunks.push(value);
       }
@@ -174,7 +218,7 @@ export class Upstream {
       }
       return out;
     };
-    return withTimeout(read(), this.timeoutMs, undefined, "reading the body");
+    return withTimeout(read(), this.timeoutMs, (error) => void reader.cancel(error).catch(() => {}), `reading ${what}`);
   }
 
   /**
@@ -192,7 +236,8 @@ export class Upstream {
     }
     if (!response.ok) {
       await response.body?.cancel().catch(() => {});
-      throw new UpstreamError(`${method} ${url}: HTTP ${response.status}`);
+      const retryAfter = response.headers.get("Retry-After") ?? undefined;
+      throw new UpstreamStatus(`${method} ${url}: HTTP ${response.status}`, response.status, retryAfter);
     }
     return response;
   }
@@ -246,7 +291,11 @@ export class Upstream {
       await response.body?.cancel().catch(() => {});
       throw new UpstreamError(`token request to ${url.origin}${url.pathname}: HTTP ${response.status}`);
     }
-    const body = (await this.readJson(response)) as { token?: unknown; access_token?: unknown; expires_in?: unknown } | null;
+    const body = (await this.readJson(response, MAX_TOKEN_RESPONSE_SIZE, `the token answer from ${url.origin}`)) as {
+      token?: unknown;
+      access_token?: unknown;
+      expires_in?: unknown;
+    } | null;
     const token = typeof body?.access_token === "string" && body.access_token ? body.access_token : body?.token;
     if (typeof token !== "string" || token.length === 0) throw new UpstreamError(`token response from ${url.origin} has no token`);
     const lifetime = typeof body?.expires_in === "number" && body.expires_in > 0 ? body.expires_in : DEFAULT_TOKEN_LIFETIME_S;
@@ -273,7 +322,7 @@ export class Upstream {
       const response = await withTimeout(
         fetch(current.toString(), { method, headers: h, redirect: "manual", signal: controller.signal }),
         this.timeoutMs,
-        controller,
+        (error) => controller.abort(error),
         `${method} ${current.origin}${current.pathname}`,
       );
       const location = response.headers.get("Location");

@@ -96,7 +96,8 @@ export class CatalogIndex {
         const prefix = `${folder}/`;
         const children = await folders(bucket, prefix);
         if (children.includes(`${prefix}manifests/`) && folder.length <= MAX_NAME_LENGTH && NAME.test(folder)) {
-          await bucket.put(keys.repository(folder), "");
+          // Only where there is none: a marker written meanwhile (maybe cached-only) stays as it is.
+          await bucket.put(keys.repository(folder), "", { onlyIf: { etagDoesNotMatch: "*" } });
         }
         frontier.shift();
         for (const child of children) if (!INTERNAL_FOLDERS.has(child.slice(prefix.length))) insertSorted(frontier, child.slice(0, -1));

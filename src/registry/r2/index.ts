@@ -1,7 +1,7 @@
 import { RegistryError } from "../../errors";
 import type { ParsedManifest } from "../../oci/manifest";
 import { parseDigest, requireVerifiableDigest } from "../../oci/digest";
-import type { Chunk, PageRequest, RangeRequest, ReferrersRequest, Registry } from "../registry";
+import type { Chunk, PageRequest, PutManifestOptions, RangeRequest, ReferrersRequest, Registry } from "../registry";
 import { MAX_PUT, R2Blobs } from "./blobs";
 import { Budget, type Limits } from "./budget";
 import { CatalogIndex, requestSlice } from "./catalog-index";
@@ -100,11 +100,15 @@ export class R2Registry implements Registry {
   statManifest(name: string, reference: string) {
     return this.manifests.stat(name, reference);
   }
-  putManifest(name: string, manifest: ParsedManifest, digest: string, tags: string[]) {
-    return this.manifests.put(name, manifest, digest, tags);
+  putManifest(name: string, manifest: ParsedManifest, digest: string, tags: string[], options?: PutManifestOptions) {
+    return this.manifests.put(name, manifest, digest, tags, options);
   }
   deleteManifest(name: string, reference: string) {
     return this.manifests.delete(name, reference);
+  }
+
+  hasPushes(name: string) {
+    return this.listing.hasPushes(name);
   }
 
   listTags(name: string, page: PageRequest) {

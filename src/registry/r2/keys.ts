@@ -9,7 +9,9 @@
  * | `<name>/manifests/<digest>`          | manifest bytes, as in the original                        |
  * | `<name>/blobs/<digest>`              | blob bytes, or a symlink object (original mount format)   |
  * | `<name>/_referrers/<subject>/<digest>` | a referrer's descriptor (JSON), as in the original       |
- * | `_repositories/<name>`               | empty marker: the repository exists (catalog index)       |
+ * | `_repositories/<name>`               | empty marker: the repository exists (catalog index);     |
+ * |                                      | custom metadata `r2-registry-cached` while every manifest |
+ * |                                      | it got was cached from an upstream (none pushed)          |
  * | `_meta/catalog-backfilled`           | marker: repositories of an older bucket were indexed      |
  * | `_meta/catalog-backfill`             | that backfill's progress while under way (JSON)           |
  * | `_uploads/<id>`                      | upload session state (JSON)                               |
@@ -72,6 +74,12 @@ export const SYMLINK_METADATA = "X-Serverless-Registry-Symlink";
 
 /** customMetadata key of a pointer object: the key holding the blob's bytes. */
 export const DATA_METADATA = "r2-registry-data";
+
+/**
+ * customMetadata key of a `_repositories/<name>` marker (value `true`) while the repository holds
+ * only manifests cached by pull-through; the first pushed manifest rewrites the marker without it.
+ */
+export const CACHED_METADATA = "r2-registry-cached";
 
 /** customMetadata key of a pointer to segments: how many (their sizes are the pointer's body). */
 export const SEGMENTS_METADATA = "r2-registry-segments";

@@ -1,7 +1,7 @@
 import { isTag } from "../../oci/names";
 import type { Page, PageRequest } from "../registry";
 import type { CatalogIndex } from "./catalog-index";
-import { keys, lastSegment } from "./keys";
+import { CACHED_METADATA, keys, lastSegment } from "./keys";
 
 /** Tag and repository listings in R2. */
 export class R2Listing {
@@ -13,6 +13,19 @@ export class R2Listing {
   /** True when a repository has (or had) manifests. */
   async repositoryExists(name: string): Promise<boolean> {
     if (await this.bucket.head(keys.repository(name))) return true;
+    const page = await this.bucket.list({ prefix: keys.manifestsPrefix(name), limit: 1 });
+    return page.objects.length > 0;
+  }
+
+  /**
+   * True when the repository holds a manifest a client pushed: its marker is there without the
+   * cached-only mark. One read; a repository without a marker (new, or written by
+   * serverless-registry and not indexed yet) costs one listing more, and counts as pushed if it
+   * has any manifest.
+   */
+  async hasPushes(name: string): Promise<boolean> {
+    const marker = await this.bucket.head(keys.repository(name));
+    if (marker) return marker.customMetadata?.[CACHED_METADATA] === undefined;
     const page = await this.bucket.list({ prefix: keys.manifestsPrefix(name), limit: 1 });
     return page.objects.length > 0;
   }

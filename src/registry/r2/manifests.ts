@@ -1,8 +1,8 @@
 import { digestBytes, parseDigest, toHex } from "../../oci/digest";
 import { baseMediaType, MediaType } from "../../oci/media-types";
 import type { ParsedManifest } from "../../oci/manifest";
-import type { ManifestContent, ManifestInfo } from "../registry";
-import { deleteKeys, keys, listAll } from "./keys";
+import type { ManifestContent, ManifestInfo, PutManifestOptions } from "../registry";
+import { CACHED_METADATA, deleteKeys, keys, listAll } from "./keys";
 import { referencesOf } from "../../oci/manifest";
 import type { R2Referrers } from "./referrers";
 
@@ -38,21 +38,21 @@ export class R2Manifests {
       digest = await digestBytes(bytes);
       body = new Blob([bytes]).stream();
     }
-    return { digest, size: object.size, mediaType: storedMediaType(object), body };
+    return { digest, size: object.size, mediaType: storedMediaType(object), modified: object.uploaded, body };
   }
 
   async stat(name: string, reference: string): Promise<ManifestInfo | null> {
     const object = await this.bucket.head(keys.manifest(name, reference));
     if (!object) return null;
     const digest = storedDigest(object);
-    if (digest) return { digest, size: object.size, mediaType: storedMediaType(object) };
+    if (digest) return { digest, size: object.size, mediaType: storedMediaType(object), modified: object.uploaded };
     const full = await this.get(name, reference);
     if (!full) return null;
     await full.body.cancel();
-    return { digest: full.digest, size: full.size, mediaType: full.mediaType };
+    return { digest: full.digest, size: full.size, mediaType: full.mediaType, ...(full.modified ? { modified: full.modified } : {}) };
   }
 
-  async put(name: string, manifest: ParsedManifest, digest: string, tags: string[]): Promise<ManifestInfo> {
+  async put(name: string, manifest: ParsedManifest, digest: string, tags: string[], { cached = false }: PutManifestOptions = {}): Promise<ManifestInfo> {
     const parsed = parseDigest(digest);
     const options: R2PutOptions = {
       httpMetadata: { contentType: manifest.mediaType },
@@ -76,8 +76,23 @@ export class R2Manifests {
         ...(manifest.annotations ? { annotations: manifest.annotations } : {}),
       });
     }
-    if (!(await this.bucket.head(keys.repository(name)))) await this.bucket.put(keys.repository(name), "");
+    await this.mark(name, cached);
     return { digest, size: manifest.bytes.byteLength, mediaType: manifest.mediaType };
+  }
+
+  /**
+   * Writes the repository's catalog marker: a cached manifest creates it marked as cached only
+   * if it is absent (a concurrent push's plain marker wins); a pushed one makes it plain. Reads
+   * it once, as before this was recorded.
+   */
+  private async mark(name: string, cached: boolean): Promise<void> {
+    const key = keys.repository(name);
+    const marker = await this.bucket.head(key);
+    if (cached) {
+      if (!marker) await this.bucket.put(key, "", { customMetadata: { [CACHED_METADATA]: "true" }, onlyIf: { etagDoesNotMatch: "*" } });
+    } else if (!marker || marker.customMetadata?.[CACHED_METADATA] !== undefined) {
+      await this.bucket.put(key, "");
+    }
   }
 
   /**
