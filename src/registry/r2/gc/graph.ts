@@ -89,7 +89,8 @@ async function readManifest(bucket: R2Bucket, graph: RepositoryGraph, object: R2
   if (!body) return undefined;
   const bytes = new Uint8Array(await body.arrayBuffer());
   const digest = listed ?? storedDigest(body) ?? (await digestBytes(bytes));
-  const entry: ManifestKey = { key: object.key, digest, etag: body.etag, uploaded: body.uploaded.getTime() };
+  // The listing's etag and time: were the key rewritten since, the next listing reads it again.
+  const entry: ManifestKey = { key: object.key, digest, etag: object.etag, uploaded: object.uploaded.getTime() };
   if (!graph.manifests.has(digest)) {
     const references = parseReferences(bytes);
     if (!references) throw corrupt(graph.name, object.key);
@@ -201,8 +202,8 @@ function reindex(graph: RepositoryGraph, listed: Map<string, ManifestKey>): void
 
 /**
  * Lists every manifest key again (under the sweep lease), reading only keys stored or rewritten
- * since the graph saw them, and makes what they hold roots: what a push stored meanwhile is kept.
- * Answers those keys.
+ * since the graph saw them (a new etag or upload time), and makes what they hold roots: what a
+ * push stored meanwhile is kept. Answers those keys.
  *
  * @example
  * const changed = await refresh(bucket, graph);
@@ -212,7 +213,9 @@ export async function refresh(bucket: R2Bucket, graph: RepositoryGraph): Promise
   const changed: R2Object[] = [];
   for await (const object of listAll(bucket, { prefix: keys.manifestsPrefix(graph.name), include: ["customMetadata"] })) {
     const known = graph.manifestKeys.get(object.key);
-    if (known && known.etag === object.etag) listed.set(object.key, known);
+    // R2's etag hashes the bytes: a key deleted and pushed again with the same bytes keeps it, so
+    // its upload time tells it apart (a manifest stored since the marking must be kept).
+    if (known && known.etag === object.etag && known.uploaded === object.uploaded.getTime()) listed.set(object.key, known);
     else changed.push(object);
   }
   const added = await addListed(bucket, graph, changed);
