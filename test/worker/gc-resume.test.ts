@@ -113,6 +113,42 @@ describe("a registry-wide collection in bounded invocations", () => {
     expect(await keysUnder("_gc/_collections/")).toEqual([]);
   });
 
+  it("stops when its time is up (GC_MAX_SECONDS) and goes on in the next invocation", { timeout: 120_000 }, async () => {
+    const { kept, garbage } = await fleet(30, "slow");
+    // An R2 answering in 40 ms: a second's budget holds about 25 calls.
+    const slow = new Proxy(env.REGISTRY, {
+      get(target, property) {
+        const value = Reflect.get(target, property) as unknown;
+        if (typeof value !== "function") return value;
+        return async (...args: unknown[]) => {
+          await new Promise((resolve) => setTimeout(resolve, 40));
+          return (value as (...a: unknown[]) => unknown).apply(target, args);
+        };
+      },
+    });
+    const started = Date.now();
+    const answers = await runToEnd("/v2/_gc?mode=untagged&grace=0&report=true", { env: { REGISTRY: slow, GC_MAX_SECONDS: "1" } });
+    expect(answers.length).toBeGreaterThan(5);
+    // Each invocation stops soon after its second (a step under way finishes first).
+    expect(Date.now() - started).toBeLessThan(answers.length * 4000);
+    await expectCollected(kept, garbage);
+  });
+
+  it("starts a scheduled collection no sooner than GC_INTERVAL after the last one started", async () => {
+    const { kept, garbage } = await fleet(5, "interval");
+    const vars = { GC_MODE: "untagged", GC_GRACE_PERIOD: "0", GC_INTERVAL: "3600" };
+    await cron(env.REGISTRY, vars);
+    await expectCollected(kept, garbage);
+    // Garbage made after the collection waits for the next one, an hour after the last started.
+    const stray = `interval/r001/blobs/${await storeBlob("interval/r001", "made after the collection")}`;
+    await cron(env.REGISTRY, vars);
+    expect(await env.REGISTRY.head(stray)).not.toBeNull();
+    const now = Date.now.bind(Date);
+    vi.spyOn(Date, "now").mockImplementation(() => now() + 3601_000);
+    await cron(env.REGISTRY, vars);
+    expect(await env.REGISTRY.head(stray)).toBeNull();
+  });
+
   it("goes on past a repository whose collection fails, and reports and logs it", async () => {
     const { kept, garbage } = await fleet(6, "mixed");
     // A manifest that is not JSON: what it references cannot be known, so that repository keeps everything.
