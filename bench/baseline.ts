@@ -129,7 +129,7 @@ async function minimalWorker(blob: GeneratedBlob): Promise<Trace> {
 }
 
 async function registry(blob: GeneratedBlob): Promise<Trace> {
-  const server = await startDevServer();
+  const server = await startDevServer({ env: { WRANGLER_LOG: "warn" } }); // as the minimal Workers: no per-request log line
   try {
     const client = new RegistryClient(server.url, { username: server.username, password: server.password });
     const send: Send = (method, path, headers, body) => client.request(method, path, headers, body);

@@ -71,7 +71,7 @@ try {
   const floor = await measureFloor(layerFile, RUNS);
 
   // One PATCH of the whole layer, then the closing PUT, with memory sampled throughout.
-  const server = await startDevServer();
+  const server = await startDevServer({ env: { WRANGLER_LOG: "warn" } }); // as the minimal Workers: no per-request log line
   const dist = await startDistribution({ auth: false, tls: true });
   const upload: Record<string, { patch: number; put: number; get: number; memory: number; rest: number; chunked: number; chunkedSeconds: number }> = {};
   const generated = new GeneratedBlob(CHUNKED_BYTES);

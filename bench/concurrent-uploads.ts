@@ -77,7 +77,7 @@ async function held(pid: number, upload: Upload, count: number, bytes: number, k
 
 /** `count` uploads of `bytes` each at once into a fresh r2-registry. */
 export async function measureConcurrentUploads(count: number, bytes: number, knownLength: boolean): Promise<HeldMemory> {
-  const server = await startDevServer();
+  const server = await startDevServer({ env: { WRANGLER_LOG: "warn" } }); // as the minimal Workers: no per-request log line
   try {
     const target: Target = { label: "r2-registry", url: server.url, username: server.username, password: server.password };
     return await held(server.process.child.pid!, registryUpload(target), count, bytes, knownLength);

@@ -73,7 +73,7 @@ async function pageLatency(target: Target, firstPath: string): Promise<{ first: 
   return { first, last, pages: paths.length, items };
 }
 
-const ours = await startDevServer();
+const ours = await startDevServer({ env: { WRANGLER_LOG: "warn" } }); // as the minimal Workers: no per-request log line
 const dist = await startDistribution({ auth: false, tls: true });
 try {
   const r2: Target = { label: "r2-registry", url: ours.url, username: ours.username, password: ours.password };

@@ -129,7 +129,7 @@ const basic = (username: string, password: string) => ({ Authorization: `Basic $
 const work = makeTempDir("bench-requests");
 try {
   const fx = buildFixtures(work);
-  const ours = await startDevServer();
+  const ours = await startDevServer({ env: { WRANGLER_LOG: "warn" } }); // as the minimal Workers: no per-request log line
   const minimal = await startMinimalWorker();
   const dist = await startDistribution({ auth: false, tls: true });
   try {

@@ -1,5 +1,6 @@
 import { z } from "zod";
 import type { Env } from "./env";
+import { parseNotifications, type NotificationsConfig } from "./events/config";
 import { parseRegistries, type PullThroughConfig } from "./registry/proxy/config";
 
 /** One pair of Basic credentials and what it may do. */
@@ -39,6 +40,8 @@ export interface Config {
   pullThrough: PullThroughConfig;
   /** Garbage collection defaults (`GC_*`). */
   gc: GcConfig;
+  /** Endpoints told about pushes, pulls and deletes (`NOTIFICATIONS_JSON`). */
+  notifications: NotificationsConfig;
   /** `LOG_R2_OPERATIONS=true`: log how many R2 operations of each pricing class each request made. */
   logR2Operations: boolean;
   /** Problems found while parsing, logged once. */
@@ -195,6 +198,7 @@ export function parseConfig(env: Env): Config {
       maxMs: Math.max(1000, seconds("GC_MAX_SECONDS", 30)),
       intervalMs: seconds("GC_INTERVAL", 0),
     },
+    notifications: parseNotifications(env, warnings),
     warnings,
   };
 }

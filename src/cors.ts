@@ -136,11 +136,23 @@ export function addCorsHeaders(headers: Headers, request: Request, config: Confi
  * local files and redirects, never does), or one without `Origin` whose `Sec-Fetch-Site` says
  * another site sent it. Requests without either header (registry clients) pass.
  *
+ * Reads with side effects (a pull-through pull caches what it fetches) are refused the same way
+ * when another site embeds them (`<img src>`, `<script src>`: `Sec-Fetch-Site: cross-site` with
+ * `Sec-Fetch-Mode: no-cors`), which a browser may send with its saved login.
+ *
  * @example
  * refuseCrossSite(request, url, config); // throws for a form on https://evil.example posting to /v2/_gc
  */
 export function refuseCrossSite(request: Request, url: URL, config: Config): void {
-  if (!STATE_CHANGING.has(request.method)) return;
+  if (!STATE_CHANGING.has(request.method)) {
+    const embedded = request.headers.get("Sec-Fetch-Site") === "cross-site" && request.headers.get("Sec-Fetch-Mode") === "no-cors";
+    if (embedded && url.pathname !== "/") {
+      throw new RegistryError("DENIED", `${request.method} embedded in a page of another site (Sec-Fetch-Mode: no-cors) is refused`, {
+        detail: { site: "cross-site" },
+      });
+    }
+    return;
+  }
   const origin = request.headers.get("Origin");
   const action = `${request.method} from a browser page`;
   if (origin === null) {

@@ -1,3 +1,5 @@
+import type { QueuedEnvelope } from "./events/queue";
+
 /** The bindings and variables the Worker receives (names kept from serverless-registry). */
 export interface Env {
   /** The R2 bucket that holds everything. */
@@ -48,5 +50,9 @@ export interface Env {
   GC_INTERVAL?: string;
   /** `true` logs the R2 operations (by pricing class) each request made. */
   LOG_R2_OPERATIONS?: string;
+  /** JSON array of endpoints told about pushes, pulls and deletes. */
+  NOTIFICATIONS_JSON?: string;
+  /** Queue carrying notifications to the consumer in this Worker (optional: else best effort). */
+  NOTIFICATIONS_QUEUE?: Queue<QueuedEnvelope>;
   [secret: string]: unknown;
 }

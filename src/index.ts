@@ -4,6 +4,7 @@ import { addCorsHeaders, corsPreflight, refuseCrossSite } from "./cors";
 import type { Env } from "./env";
 import { errorResponse, RegistryError } from "./errors";
 import { describeRun } from "./handlers/gc";
+import { consumeNotifications, notifyScheduledCollection, withNotifications } from "./events";
 import { R2Registry } from "./registry/r2";
 import { metered } from "./registry/r2/metered";
 import { ProxyRegistry, Upstream } from "./registry/proxy";
@@ -39,7 +40,7 @@ async function handle(request: Request, env: Env, ctx: ExecutionContext, url: UR
   if (!isV2(url.pathname)) throw new RegistryError("NOT_FOUND", `no such endpoint: ${url.pathname}`);
   // LOG_R2_OPERATIONS: count what each request costs in R2 operations, and log it, including the
   // work it leaves to waitUntil (e.g. a pull-through copy), once that is done too.
-  if (!config.logR2Operations) return await route(request, env.REGISTRY, config, principal, url, (promise) => ctx.waitUntil(promise));
+  if (!config.logR2Operations) return await route(request, env.REGISTRY, config, principal, url, (promise) => ctx.waitUntil(promise), env.NOTIFICATIONS_QUEUE);
   const meter = metered(env.REGISTRY);
   const background: Promise<unknown>[] = [];
   const waitUntil = (promise: Promise<unknown>) => {
@@ -52,7 +53,7 @@ async function handle(request: Request, env: Env, ctx: ExecutionContext, url: UR
   };
   let response: Response;
   try {
-    response = await route(request, meter.bucket, config, principal, url, waitUntil);
+    response = await route(request, meter.bucket, config, principal, url, waitUntil, env.NOTIFICATIONS_QUEUE);
   } catch (error) {
     if (background.length === 0) log();
     else ctx.waitUntil(Promise.allSettled(background).then(log));
@@ -78,6 +79,7 @@ async function route(
   principal: Principal,
   url: URL,
   waitUntil: (promise: Promise<unknown>) => void,
+  queue: Env["NOTIFICATIONS_QUEUE"],
 ): Promise<Response> {
   let registry: Registry = new R2Registry(bucket, registryOptions(config));
   const { upstreams, tagTtl, timeoutMs } = config.pullThrough;
@@ -89,6 +91,8 @@ async function route(
       { waitUntil, bucket, ...(tagTtl !== undefined ? { tagTtl } : {}) },
     );
   }
+  // Notifications of pushes, deletes (collections' too) and asked-for pulls, after the response.
+  registry = withNotifications(registry, config, { request, url, principal, waitUntil, queue });
   const response = await router.fetch(request, { registry, config, principal, url, waitUntil });
   if (response) return response;
   const allowed = allowedMethods(router, url.pathname);
@@ -127,12 +131,17 @@ async function scheduled(env: Env): Promise<void> {
   const registry = new R2Registry(env.REGISTRY, registryOptions(config));
   const { mode, graceMs, uploadMaxAgeMs, intervalMs } = config.gc;
   const report = await registry.collectAll({ mode, graceMs, uploadMaxAgeMs, dryRun: false, cursor: "scheduled", restartAfterMs: intervalMs });
+  // What this invocation deleted is notified before it ends (no client waits for it).
+  const sending: Promise<unknown>[] = [];
+  notifyScheduledCollection(config, report.repositories, { waitUntil: (p) => sending.push(p), queue: env.NOTIFICATIONS_QUEUE });
   console.log(`r2-registry: scheduled gc: ${describeRun(report)}`);
+  await Promise.allSettled(sending);
 }
 
 /**
  * The Worker: auth, then the OCI Distribution routes under `/v2/`, on the R2 bucket `REGISTRY`;
- * and, when a cron trigger is configured, scheduled garbage collection.
+ * when a cron trigger is configured, scheduled garbage collection; and the consumer of
+ * `NOTIFICATIONS_QUEUE` when it is bound.
  */
 export default {
   async fetch(request: Request, env: Env, ctx: ExecutionContext): Promise<Response> {
@@ -152,11 +161,18 @@ export default {
     return withHeaders(response, (headers) => {
       if (response.status === 401) headers.set("WWW-Authenticate", challengeFor(config, url.origin));
       if (isV2(url.pathname)) headers.set("Docker-Distribution-API-Version", "registry/2.0");
+      // Browsers must take every answer as the type it says (a manifest or blob is never a page).
+      headers.set("X-Content-Type-Options", "nosniff");
       addCorsHeaders(headers, request, config);
     });
   },
 
   async scheduled(_controller: ScheduledController, env: Env): Promise<void> {
     await scheduled(env);
+  },
+
+  /** The consumer of `NOTIFICATIONS_QUEUE`: delivers queued notifications, with retries. */
+  async queue(batch: MessageBatch<unknown>, env: Env): Promise<void> {
+    await consumeNotifications(batch, configFor(env).notifications);
   },
 } satisfies ExportedHandler<Env>;

@@ -3,8 +3,16 @@ import { RegistryError } from "../errors";
 import { constantTimeEqual, parseBasic } from "./basic";
 import { AcceptedHeaders } from "./cache";
 import { importVerificationKeys, looksLikeJwt, matchesRepository, verifyToken, type VerificationKey } from "./jwt";
-import { loginLimiter } from "./limits";
+import { loginKeys, loginLimiter } from "./limits";
 import { isRegistryToken, parseScopes, signRegistryToken, TOKEN_TTL, tokenKey, verifyRegistryToken, type TokenGrant } from "./token";
+
+/** A client may fail this many times the per-user limit across all usernames in a window. */
+const CLIENT_LIMIT_FACTOR = 5;
+
+function forgive(keys: { user: string; client: string }): void {
+  loginLimiter.forgive(keys.user);
+  loginLimiter.forgive(keys.client);
+}
 
 /** Who is asking, and what they may do. */
 export interface Principal {
@@ -207,11 +215,13 @@ async function accept(request: Request, config: Config): Promise<Accepted> {
     if (config.anonymousPull) return { principal: ANONYMOUS };
     throw unauthorized("authentication required");
   }
-  // An address that failed too often gets 429 for every Basic login, even a right (or remembered)
-  // one: a different answer would tell the right password apart.
+  // A client that failed too often gets 429 for every Basic login of that user, even a right (or
+  // remembered) one: a different answer would tell the right password apart.
   const address = /^\s*basic(\s|$)/i.test(header) ? request.headers.get("CF-Connecting-IP") : null;
-  if (address) {
-    const wait = loginLimiter.retryAfter(address, config.loginFailureLimit);
+  const limit = config.loginFailureLimit;
+  const counted = address && limit > 0 ? loginKeys(address, parseBasic(header)?.username ?? "", request.headers.get("Origin")) : undefined;
+  if (counted) {
+    const wait = Math.max(loginLimiter.retryAfter(counted.user, limit), loginLimiter.retryAfter(counted.client, limit * CLIENT_LIMIT_FACTOR));
     if (wait > 0) {
       throw new RegistryError("TOOMANYREQUESTS", `too many failed logins from ${address}; try again in ${wait} s`, {
         headers: { "Retry-After": String(wait) },
@@ -222,14 +232,21 @@ async function accept(request: Request, config: Config): Promise<Accepted> {
   const cache = acceptedHeaders(config);
   const known = cache.recall(header);
   if (known) return known;
+  // The attempt counts before it is checked (a burst sent at once is cut off at the limit too),
+  // and is forgiven when it succeeds.
+  if (counted) {
+    loginLimiter.fail(counted.user);
+    loginLimiter.fail(counted.client);
+  }
   let accepted: Accepted;
   try {
     accepted = await identify(header, config);
   } catch (error) {
     const refused = error instanceof RegistryError && error.code === "UNAUTHORIZED";
-    if (address && refused && config.loginFailureLimit > 0) loginLimiter.fail(address);
+    if (counted && !refused) forgive(counted);
     throw error;
   }
+  if (counted) forgive(counted);
   cache.remember(header, accepted, accepted.until);
   return accepted;
 }

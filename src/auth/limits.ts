@@ -1,16 +1,19 @@
 /**
- * Failed Basic logins per client address, in fixed windows, in this isolate's memory: once an
- * address has failed `limit` times in a window, its Basic logins get 429 until the window ends
- * (right or wrong: answering a right password differently would let guessing go on). Successful
- * logins are not counted. Memory is bounded: at most `capacity` addresses are remembered, and the
- * oldest window goes first. IPv6 addresses count per /64, which one client usually holds whole.
+ * Failed Basic logins per key (see {@link loginKeys}: a client and a username, and the client
+ * alone), in fixed windows, in this isolate's memory: once a key has failed `limit` times in a
+ * window, its Basic logins get 429 until the window ends (right or wrong: answering a right
+ * password differently would let guessing go on). An attempt counts as it starts and is forgiven
+ * when it succeeds, so a burst of guesses sent at once is cut off at the limit too. Memory is
+ * bounded: at most `capacity` keys are remembered, and the oldest window goes first.
  *
  * Each isolate counts on its own, so this slows guessing down rather than capping it exactly.
  *
  * @example
  * const limiter = new LoginLimiter();
- * limiter.retryAfter("192.0.2.1", 10); // 0: may try
- * limiter.fail("192.0.2.1");
+ * const { user } = loginKeys("192.0.2.1", "alice");
+ * limiter.retryAfter(user, 10); // 0: may try
+ * limiter.fail(user); // an attempt starts…
+ * limiter.forgive(user); // …and succeeded
  */
 export class LoginLimiter {
   private readonly windows = new Map<string, { start: number; failures: number }>();
@@ -24,17 +27,16 @@ export class LoginLimiter {
     private readonly capacity = 4096,
   ) {}
 
-  /** Seconds until `address` may log in again after `limit` failures (0: now; `limit` 0: no limit). */
-  retryAfter(address: string, limit: number, now = Date.now()): number {
+  /** Seconds until `key` may log in again after `limit` failures (0: now; `limit` 0: no limit). */
+  retryAfter(key: string, limit: number, now = Date.now()): number {
     if (limit <= 0) return 0;
-    const window = this.current(clientKey(address), now);
+    const window = this.current(key, now);
     if (!window || window.failures < limit) return 0;
     return Math.max(1, Math.ceil((window.start + this.windowMs - now) / 1000));
   }
 
-  /** Counts a failed login from `address`. */
-  fail(address: string, now = Date.now()): void {
-    const key = clientKey(address);
+  /** Counts a failed (or started) login of `key`. */
+  fail(key: string, now = Date.now()): void {
     let window = this.current(key, now);
     if (!window) {
       this.makeRoom(now);
@@ -44,7 +46,13 @@ export class LoginLimiter {
     window.failures += 1;
   }
 
-  /** How many addresses are remembered. */
+  /** Takes back an attempt counted by {@link fail} that succeeded. */
+  forgive(key: string, now = Date.now()): void {
+    const window = this.current(key, now);
+    if (window && window.failures > 0) window.failures -= 1;
+  }
+
+  /** How many keys are remembered. */
   get size(): number {
     return this.windows.size;
   }
@@ -66,6 +74,22 @@ export class LoginLimiter {
       this.windows.delete(key);
     }
   }
+}
+
+/**
+ * The keys a Basic login is counted under: `user`, the client and the username (so one client with
+ * a stale password does not lock out everyone behind the same NAT), and `client`, the client
+ * alone (which bounds guessing across usernames; give it a higher limit). A request from a browser
+ * page (it carries `Origin`) is counted apart from the same address's registry clients, so a web
+ * page that makes visitors' browsers send wrong passwords cannot lock those clients out.
+ *
+ * @example
+ * loginKeys("2001:db8::1", "alice", "https://evil.example");
+ * // { user: "2001:db8:0:0::/64 https://evil.example alice", client: "2001:db8:0:0::/64 https://evil.example" }
+ */
+export function loginKeys(address: string, username: string, origin?: string | null): { user: string; client: string } {
+  const client = origin ? `${clientKey(address)} ${origin}` : clientKey(address);
+  return { user: `${client} ${username}`, client };
 }
 
 /** The address a client is counted under: itself, or its /64 for IPv6. */

@@ -236,7 +236,7 @@ describe("unreferenced mode", () => {
     const report = await gc(name);
     expect(report.blobs.length).toBe(1100);
     expect(await keysUnder(`${name}/blobs/`)).toEqual([]);
-  });
+  }, 60_000);
 });
 
 describe("untagged mode", () => {

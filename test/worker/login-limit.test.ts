@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { LoginLimiter } from "../../src/auth/limits";
+import { loginKeys, LoginLimiter } from "../../src/auth/limits";
 import { basic, call, errorCode, RO, RW } from "./helpers";
 import { claims, makeKey, setting, sign } from "./tokens";
 
@@ -60,6 +60,37 @@ describe("failed Basic logins per address", () => {
   });
 });
 
+describe("failed Basic logins: who is counted together", () => {
+  it("a burst of wrong passwords sent at once is cut off at the limit", async () => {
+    const ip = address();
+    const statuses = (await Promise.all(Array.from({ length: 30 }, () => probe(ip, WRONG)))).map((r) => r.status);
+    expect(statuses.filter((s) => s === 401).length).toBeLessThanOrEqual(10);
+    expect(statuses.filter((s) => s === 429).length).toBeGreaterThanOrEqual(20);
+  });
+
+  it("one user's failures do not lock out another user behind the same address, up to the address's own ceiling", async () => {
+    const office = address();
+    for (let i = 1; i <= 10; i++) expect((await probe(office, WRONG)).status).toBe(401);
+    expect((await probe(office, WRONG)).status).toBe(429);
+    // The reader, behind the same NAT, still logs in.
+    expect((await probe(office, RO)).status).toBe(200);
+    // Guessing across many usernames stops at five times the limit for the address.
+    let blocked = 0;
+    for (let i = 0; i < 50; i++) if ((await probe(office, basic(`user${i}`, "guess"))).status === 429) blocked += 1;
+    expect(blocked).toBeGreaterThan(0);
+    expect((await probe(office, basic("someone-else", "guess"))).status).toBe(429);
+  });
+
+  it("failures caused by browser pages (with Origin) do not lock out the address's registry clients", async () => {
+    const ip = address();
+    const fromPage = (auth: string) => call("/v2/", { auth, headers: { "CF-Connecting-IP": ip, Origin: "https://evil.example" } });
+    for (let i = 1; i <= 10; i++) expect((await fromPage(WRONG)).status).toBe(401);
+    expect((await fromPage(WRONG)).status).toBe(429);
+    // docker, skopeo and curl send no Origin: the right password still works from that address.
+    expect((await probe(ip, RW)).status).toBe(200);
+  });
+});
+
 describe("LoginLimiter", () => {
   it("lets an address try again once its window has passed", () => {
     const limiter = new LoginLimiter(60_000);
@@ -83,9 +114,16 @@ describe("LoginLimiter", () => {
 
   it("counts an IPv6 client per /64", () => {
     const limiter = new LoginLimiter();
-    limiter.fail("2001:db8:1:2::1", 0);
-    limiter.fail("2001:0db8:0001:0002:ffff:0:0:9", 0);
-    expect(limiter.retryAfter("2001:db8:1:2:abcd::", 2, 1)).toBe(60);
-    expect(limiter.retryAfter("2001:db8:1:3::1", 1, 1)).toBe(0);
+    limiter.fail(loginKeys("2001:db8:1:2::1", "u").client, 0);
+    limiter.fail(loginKeys("2001:0db8:0001:0002:ffff:0:0:9", "u").client, 0);
+    expect(limiter.retryAfter(loginKeys("2001:db8:1:2:abcd::", "u").client, 2, 1)).toBe(60);
+    expect(limiter.retryAfter(loginKeys("2001:db8:1:3::1", "u").client, 1, 1)).toBe(0);
+  });
+
+  it("forgives an attempt that succeeded", () => {
+    const limiter = new LoginLimiter();
+    limiter.fail("k", 0);
+    limiter.forgive("k", 1);
+    expect(limiter.retryAfter("k", 1, 2)).toBe(0);
   });
 });

@@ -556,6 +556,30 @@ describe("only a 404 moves on to the next upstream", () => {
     expect(tags.status).toBe(404); // neither has that repository
   });
 
+  it("a public upstream that answers 401 to a fresh anonymous token for a name it lacks (as Docker Hub does) is a miss: the second answers", async () => {
+    const local = uniqueName("hubmiss");
+    const img = await image(37);
+    routes["https://one.example"] = (request) =>
+      new URL(request.url).pathname === "/token"
+        ? Response.json({ token: "anon", expires_in: 300 })
+        : new Response(JSON.stringify({ errors: [{ code: "UNAUTHORIZED" }] }), {
+            status: 401,
+            headers: { "WWW-Authenticate": 'Bearer realm="https://one.example/token",service="one"' },
+          });
+    routes["https://two.example"] = fakeRegistry({ repo: local, image: img });
+    const res = await pull(`/v2/${local}/manifests/latest`, upstreams);
+    expect(res.status).toBe(200);
+    expect(res.headers.get("Docker-Content-Digest")).toBe(img.digest);
+    // Alone, it answers 404 (the name is nowhere), not 502.
+    const alone = await pull(`/v2/${uniqueName("hubmiss")}/manifests/latest`, JSON.stringify([{ registry: "https://one.example" }]));
+    expect(alone.status).toBe(404);
+    // With credentials configured, the same 401 is an error: a private upstream that refuses is
+    // never passed over for the next one.
+    const private_ = JSON.stringify([{ registry: "https://one.example", username: "u", password_env: "UP_PASSWORD" }, { registry: "https://two.example" }]);
+    const refused = await pull(`/v2/${local}-private/manifests/latest`, private_, { UP_PASSWORD: "p" });
+    expect(await failure(refused)).toMatchObject({ status: 502 });
+  });
+
   it("a first upstream that answers 500, is down or times out does not let the second answer", async () => {
     const local = uniqueName("first");
     const img = await image(35);

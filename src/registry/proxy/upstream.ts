@@ -230,7 +230,12 @@ export class Upstream {
     const url = `${this.config.origin}/v2/${repository}/${path}`;
     const scope = `repository:${repository}:pull`;
     const response = await this.send(url, method, headers, scope);
-    if (response.status === 404) {
+    // A public registry answers a name it does not have with 401 or 403 even to a fresh anonymous
+    // token (Docker Hub: 401 UNAUTHORIZED): for an entry without credentials that is "not here",
+    // and the next upstream may answer. With credentials it is an error (a private upstream that
+    // refuses is never passed over for a public one).
+    const missing = response.status === 404 || ((response.status === 401 || response.status === 403) && this.config.username === undefined);
+    if (missing) {
       await response.body?.cancel().catch(() => {});
       return null;
     }

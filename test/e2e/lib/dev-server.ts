@@ -18,6 +18,8 @@ export interface DevServerOptions {
   password?: string;
   /** Extra environment for the server. */
   env?: Record<string, string | undefined>;
+  /** Flags for `pnpm dev` (e.g. `["--var", "ANONYMOUS_PULL:true"]`). */
+  args?: string[];
   startTimeoutMs?: number;
 }
 
@@ -39,7 +41,7 @@ export async function startDevServer(opts: DevServerOptions = {}): Promise<Runni
   const port = opts.port ?? (await freePort());
   const username = opts.username ?? `user-${randomBytes(4).toString("hex")}`;
   const password = opts.password ?? randomBytes(12).toString("hex");
-  const proc = new BackgroundProcess(process.execPath, [join(REPO_ROOT, "scripts", "dev.mjs")], {
+  const proc = new BackgroundProcess(process.execPath, [join(REPO_ROOT, "scripts", "dev.mjs"), ...(opts.args ?? [])], {
     label: "dev server",
     cwd: REPO_ROOT,
     env: {
