@@ -76,7 +76,25 @@ export interface GcConfig {
   graceMs: number;
   /** Uploads untouched this long are abandoned (`GC_UPLOAD_MAX_AGE`, seconds; default 1 day). */
   uploadMaxAgeMs: number;
+  /**
+   * R2 calls one invocation of a collection may make (`GC_MAX_OPERATIONS`, default 8,000: Workers
+   * Paid allows 10,000 subrequests per invocation by default, Free 50, for which 40 fits).
+   */
+  maxOperations: number;
+  /** Wall time one invocation of a collection may take (`GC_MAX_SECONDS`, default 30). */
+  maxMs: number;
+  /**
+   * A cron run starts a new registry-wide collection only once this long has passed since the last
+   * one started; until then it finishes the last one, or does nothing (`GC_INTERVAL`, seconds;
+   * default 0: each run starts a new one once the last is complete).
+   */
+  intervalMs: number;
 }
+
+/** Default of `GC_MAX_OPERATIONS`: Workers Paid's 10,000 subrequests per invocation, with headroom. */
+export const DEFAULT_GC_MAX_OPERATIONS = 8000;
+/** The fewest R2 calls a collection can make progress with (`GC_MAX_OPERATIONS` is raised to it). */
+export const MIN_GC_OPERATIONS = 20;
 
 /** Failed Basic logins allowed per client address and minute, by default. */
 export const DEFAULT_LOGIN_FAILURE_LIMIT = 10;
@@ -149,6 +167,12 @@ export function parseConfig(env: Env): Config {
     warnings.push(`${variable} must be a whole number of seconds, got ${JSON.stringify(raw)}; using ${fallback}`);
     return fallback * 1000;
   };
+  let maxOperations = DEFAULT_GC_MAX_OPERATIONS;
+  if (env.GC_MAX_OPERATIONS !== undefined && env.GC_MAX_OPERATIONS !== "") {
+    const parsed = positiveInt.safeParse(env.GC_MAX_OPERATIONS);
+    if (parsed.success) maxOperations = Math.max(MIN_GC_OPERATIONS, parsed.data);
+    else warnings.push(`GC_MAX_OPERATIONS must be a positive integer, got ${JSON.stringify(env.GC_MAX_OPERATIONS)}; using ${DEFAULT_GC_MAX_OPERATIONS}`);
+  }
   let gcMode: GcConfig["mode"] = "unreferenced";
   if (env.GC_MODE === "untagged") gcMode = "untagged";
   else if (env.GC_MODE !== undefined && env.GC_MODE !== "" && env.GC_MODE !== "unreferenced") {
@@ -170,7 +194,14 @@ export function parseConfig(env: Env): Config {
     pullThrough: parseRegistries(env, warnings),
     policy: parsePolicies(env, warnings),
     logR2Operations: /^(true|1|yes)$/i.test(String(env.LOG_R2_OPERATIONS ?? "").trim()),
-    gc: { mode: gcMode, graceMs: seconds("GC_GRACE_PERIOD", 3600), uploadMaxAgeMs: seconds("GC_UPLOAD_MAX_AGE", 86400) },
+    gc: {
+      mode: gcMode,
+      graceMs: seconds("GC_GRACE_PERIOD", 3600),
+      uploadMaxAgeMs: seconds("GC_UPLOAD_MAX_AGE", 86400),
+      maxOperations,
+      maxMs: Math.max(1000, seconds("GC_MAX_SECONDS", 30)),
+      intervalMs: seconds("GC_INTERVAL", 0),
+    },
     notifications: parseNotifications(env, warnings),
     warnings,
   };

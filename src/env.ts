@@ -42,6 +42,12 @@ export interface Env {
   GC_GRACE_PERIOD?: string;
   /** Seconds after which an untouched upload is abandoned and removed (default 86400). */
   GC_UPLOAD_MAX_AGE?: string;
+  /** R2 calls one invocation of a garbage collection (or a backfill) may make (default 8000). */
+  GC_MAX_OPERATIONS?: string;
+  /** Seconds one invocation of a garbage collection may take (default 30). */
+  GC_MAX_SECONDS?: string;
+  /** Seconds between the starts of two scheduled registry-wide collections (default 0). */
+  GC_INTERVAL?: string;
   /** `true` logs the R2 operations (by pricing class) each request made. */
   LOG_R2_OPERATIONS?: string;
   /** JSON array of endpoints told about pushes, pulls and deletes. */

@@ -3,6 +3,7 @@ import { configFor, type Config } from "./config";
 import { addCorsHeaders, corsPreflight, refuseCrossSite } from "./cors";
 import type { Env } from "./env";
 import { errorResponse, RegistryError } from "./errors";
+import { describeRun } from "./handlers/gc";
 import { consumeNotifications, notifyScheduledCollection, withNotifications } from "./events";
 import { R2Registry } from "./registry/r2";
 import { metered } from "./registry/r2/metered";
@@ -82,7 +83,7 @@ async function route(
   waitUntil: (promise: Promise<unknown>) => void,
   queue: Env["NOTIFICATIONS_QUEUE"],
 ): Promise<Response> {
-  let registry: Registry = new R2Registry(bucket, { partSize: config.uploadPartSize });
+  let registry: Registry = new R2Registry(bucket, registryOptions(config));
   const { upstreams, tagTtl, timeoutMs } = config.pullThrough;
   if (upstreams.length > 0) {
     // Pull-through: local misses of manifests, blobs and tag lists go to the upstreams.
@@ -114,9 +115,17 @@ function failure(error: unknown, request: Request, url: URL): Response {
   return errorResponse(new RegistryError("UNKNOWN", "internal error; the registry's log has the details"), request.method);
 }
 
+/** The R2 registry's settings: upload part size, and the bounds of a collection's invocation. */
+function registryOptions(config: Config) {
+  return { partSize: config.uploadPartSize, limits: { operations: config.gc.maxOperations, ms: config.gc.maxMs } };
+}
+
 /**
- * A cron trigger's run (off unless `[triggers] crons` is configured): garbage collection of every
- * repository in `GC_MODE`, then removal of abandoned uploads and of upload bytes nothing uses.
+ * A cron trigger's run (off unless `[triggers] crons` is configured): one bounded invocation of
+ * the registry-wide collection kept at `_gc/_runs/scheduled` (every repository in `GC_MODE`,
+ * then abandoned uploads and upload bytes nothing uses). It goes on where the last run stopped;
+ * once that collection is complete, the next run starts a new one (no sooner than `GC_INTERVAL`
+ * after the last started).
  */
 async function scheduled(env: Env): Promise<void> {
   if (!env.REGISTRY) {
@@ -126,17 +135,13 @@ async function scheduled(env: Env): Promise<void> {
   // Tag retention (RETENTION_JSON) first, so the collection below frees what the removed tags held.
   await scheduledRetention(env);
   const config = configFor(env);
-  const registry = new R2Registry(env.REGISTRY, { partSize: config.uploadPartSize });
-  const report = await registry.collectAll({ ...config.gc, dryRun: false });
-  // Its deletes are notified before the run ends (no client waits for it).
+  const registry = new R2Registry(env.REGISTRY, registryOptions(config));
+  const { mode, graceMs, uploadMaxAgeMs, intervalMs } = config.gc;
+  const report = await registry.collectAll({ mode, graceMs, uploadMaxAgeMs, dryRun: false, cursor: "scheduled", restartAfterMs: intervalMs });
+  // What this invocation deleted is notified before it ends (no client waits for it).
   const sending: Promise<unknown>[] = [];
   notifyScheduledCollection(config, report.repositories, { waitUntil: (p) => sending.push(p), queue: env.NOTIFICATIONS_QUEUE });
-  const manifests = report.repositories.reduce((sum, r) => sum + r.manifests.length, 0);
-  const blobs = report.repositories.reduce((sum, r) => sum + r.blobs.length, 0);
-  console.log(
-    `r2-registry: scheduled gc (${report.mode}) of ${report.repositories.length} repositories: ${manifests} manifests, ${blobs} blobs, ` +
-      `${report.uploads.sessions} abandoned uploads, ${report.uploads.objects + report.orphans.objects} temporary objects, ${report.bytes} bytes freed`,
-  );
+  console.log(`r2-registry: scheduled gc: ${describeRun(report)}`);
   await Promise.allSettled(sending);
 }
 

@@ -160,27 +160,45 @@ export function parseManifest(bytes: Uint8Array, contentType: string | null): Pa
   return invalid(`unsupported manifest media type ${mediaType}`);
 }
 
+/** What a stored manifest refers to. */
+export interface References {
+  blobs: string[];
+  manifests: string[];
+  subject?: string;
+}
+
 /**
  * Reads the references of a stored manifest (any schema, including schema 1) for collection and
- * checks. Returns empty lists for bytes it cannot read.
+ * checks; undefined for bytes that are not a JSON object (what they refer to cannot be known).
  *
  * @example
- * const { blobs, manifests } = referencesOf(storedBytes);
+ * const refs = parseReferences(storedBytes); // undefined: corrupt
  */
-export function referencesOf(bytes: Uint8Array): { blobs: string[]; manifests: string[]; subject?: string } {
+export function parseReferences(bytes: Uint8Array): References | undefined {
   let body: any;
   try {
     body = JSON.parse(new TextDecoder().decode(bytes));
   } catch {
-    return { blobs: [], manifests: [] };
+    return undefined;
   }
+  if (typeof body !== "object" || body === null || Array.isArray(body)) return undefined;
   const digests = (list: unknown, key: string): string[] =>
     Array.isArray(list) ? list.map((d) => d?.[key]).filter((d): d is string => typeof d === "string") : [];
   const blobs = [
-    ...(typeof body?.config?.digest === "string" ? [body.config.digest as string] : []),
-    ...digests(body?.layers, "digest"),
-    ...digests(body?.fsLayers, "blobSum"),
+    ...(typeof body.config?.digest === "string" ? [body.config.digest as string] : []),
+    ...digests(body.layers, "digest"),
+    ...digests(body.fsLayers, "blobSum"),
   ];
-  const subject = typeof body?.subject?.digest === "string" ? (body.subject.digest as string) : undefined;
-  return { blobs, manifests: digests(body?.manifests, "digest"), subject };
+  const subject = typeof body.subject?.digest === "string" ? (body.subject.digest as string) : undefined;
+  return { blobs, manifests: digests(body.manifests, "digest"), ...(subject ? { subject } : {}) };
+}
+
+/**
+ * {@link parseReferences}, with empty lists for bytes it cannot read.
+ *
+ * @example
+ * const { blobs, manifests } = referencesOf(storedBytes);
+ */
+export function referencesOf(bytes: Uint8Array): References {
+  return parseReferences(bytes) ?? { blobs: [], manifests: [] };
 }

@@ -184,9 +184,9 @@ export interface Registry {
    * The push releases it once its manifest is stored or refused.
    */
   announce?(name: string, digests: string[]): Promise<{ release(): Promise<void> }>;
-  /** Garbage collection of one repository. */
+  /** Garbage collection of one repository, one bounded invocation of it (`cursor` continues one). */
   collect?(name: string, options: CollectOptions): Promise<CollectReport>;
-  /** Garbage collection of every repository, abandoned uploads and unused upload bytes. */
+  /** Garbage collection of every repository, abandoned uploads and unused upload bytes, likewise. */
   collectAll?(options: CollectAllOptions): Promise<CollectAllReport>;
 
   /**

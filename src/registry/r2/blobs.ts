@@ -195,9 +195,11 @@ export class R2Blobs {
 
   /**
    * Deletes an assembled upload's bytes once no repository points at them any more (after a
-   * pointer to them was removed).
+   * pointer to them was removed). While the index of shared bytes is not yet built (an older
+   * bucket), they stay for the sweep of orphans to judge.
    */
   async release(digest: string, dataKey: string): Promise<boolean> {
+    if (!(await this.links.backfill())) return false;
     await this.links.bury(dataKey);
     try {
       if ((await this.links.users(digest, { dataKey })).length > 0) return false;

@@ -3,6 +3,8 @@ import type { ParsedManifest } from "../../oci/manifest";
 import { parseDigest, requireVerifiableDigest } from "../../oci/digest";
 import type { Chunk, PageRequest, PutManifestOptions, RangeRequest, ReferrersRequest, Registry } from "../registry";
 import { MAX_PUT, R2Blobs } from "./blobs";
+import { Budget, type Limits } from "./budget";
+import { CatalogIndex, requestSlice } from "./catalog-index";
 import { R2Fence } from "./fence";
 import { collectAll, R2Collector, type CollectAllOptions, type CollectOptions } from "./gc";
 import { R2Links } from "./links";
@@ -12,8 +14,13 @@ import { R2Referrers } from "./referrers";
 import { tagRecords } from "./tag-records";
 import { DEFAULT_PART_SIZE, R2Uploads } from "./uploads";
 
+/** Default bounds of a collection's invocation (see `GC_MAX_OPERATIONS`, `GC_MAX_SECONDS`). */
+const DEFAULT_LIMITS: Limits = { operations: 8000, ms: 30_000 };
+
 /**
- * The registry on one R2 bucket, in serverless-registry's key layout (see `keys.ts`).
+ * The registry on one R2 bucket, in serverless-registry's key layout (see `keys.ts`). `limits`
+ * bounds what one invocation of a garbage collection does (and, halved, the one-time backfills a
+ * request may trigger).
  *
  * @example
  * const registry = new R2Registry(env.REGISTRY);
@@ -29,14 +36,17 @@ export class R2Registry implements Registry {
   private readonly fence: R2Fence;
 
   private readonly partSize: number;
+  private readonly limits: Limits;
 
   constructor(
     private readonly bucket: R2Bucket,
-    options: { partSize?: number } = {},
+    options: { partSize?: number; limits?: Limits } = {},
   ) {
     this.partSize = options.partSize ?? DEFAULT_PART_SIZE;
-    this.listing = new R2Listing(bucket);
-    this.links = new R2Links(bucket, () => this.listing.allRepositories());
+    this.limits = options.limits ?? DEFAULT_LIMITS;
+    const index = new CatalogIndex(bucket, requestSlice(this.limits));
+    this.listing = new R2Listing(bucket, index);
+    this.links = new R2Links(bucket, index, requestSlice(this.limits));
     this.fence = new R2Fence(bucket);
     this.blobs = new R2Blobs(bucket, this.links);
     this.uploads = new R2Uploads(bucket, this.blobs, this.partSize);
@@ -119,11 +129,20 @@ export class R2Registry implements Registry {
     return this.fence.announce(name, digests);
   }
   collect(name: string, options: CollectOptions) {
-    return new R2Collector(this.bucket, this.blobs, this.links, this.fence).collect(name, options);
+    const budget = Budget.start(this.bucket, this.limits);
+    const [blobs, links, fence] = this.gcParts(budget.bucket);
+    return new R2Collector(budget.bucket, blobs, links, fence).collect(name, options, budget);
   }
   collectAll(options: CollectAllOptions) {
-    const { bucket, blobs, links, fence } = this;
-    return collectAll({ bucket, blobs, links, fence, repositories: () => this.listing.allRepositories() }, options);
+    const budget = Budget.start(this.bucket, this.limits);
+    const [blobs, links, fence, index] = this.gcParts(budget.bucket);
+    return collectAll({ bucket: budget.bucket, blobs, links, fence, index }, options, budget);
+  }
+
+  /** A collection's parts on `bucket` (its budget's, which counts every call). */
+  private gcParts(bucket: R2Bucket): [R2Blobs, R2Links, R2Fence, CatalogIndex] {
+    const index = new CatalogIndex(bucket, this.limits);
+    const links = new R2Links(bucket, index, this.limits);
+    return [new R2Blobs(bucket, links), links, new R2Fence(bucket), index];
   }
 }
-

@@ -13,6 +13,7 @@
  * |                                      | custom metadata `r2-registry-cached` while every manifest |
  * |                                      | it got was cached from an upstream (none pushed)          |
  * | `_meta/catalog-backfilled`           | marker: repositories of an older bucket were indexed      |
+ * | `_meta/catalog-backfill`             | that backfill's progress while under way (JSON)           |
  * | `_uploads/<id>`                      | upload session state (JSON)                               |
  * | `_uploads/<id>/tail-<n>`             | older sessions' received bytes (removed by the sweep)      |
  * | `_uploads/<id>/data`                 | reserved (older sessions' multipart uploads)               |
@@ -21,11 +22,14 @@
  * | `_data/<id>/<i>`                     | the upload's segment `i` (see `segments.ts`)               |
  * | `_links/<digest>/<name>`             | `<name>` holds the blob as a symlink or a pointer (shared) |
  * | `_meta/links-v2-backfilled`          | marker: symlinks and pointers already stored were indexed  |
+ * | `_meta/links-v2-backfill`            | that backfill's progress while under way (JSON)            |
  * | `_pullthrough/tags/<name>/<tag>`     | when a tag cached from an upstream was last checked        |
  * | `_retention/runs/<id>`               | a retention run's progress (`scheduled`: the cron's run)   |
  * | `_gc/<name>/_state`                  | a garbage collection's sweep lease on the repository      |
  * | `_gc/<name>/_intents/<id>`           | a manifest push in progress: the digests it relies on      |
  * | `_gc/_tombstones/<data key>`         | shared bytes about to be deleted (mounts back off)         |
+ * | `_gc/_runs/<id>`                     | a registry-wide collection's progress (`scheduled`: cron)  |
+ * | `_gc/_collections/<id>`              | a repository's collection left half-done (its marks)       |
  *
  * A blob key holds one of three things: the bytes; a symlink (custom metadata
  * `X-Serverless-Registry-Symlink` = the repository holding the bytes, the original's mount
@@ -44,6 +48,7 @@ export const keys = {
   repositoriesPrefix: "_repositories/",
   repository: (name: string) => `_repositories/${name}`,
   catalogBackfilled: "_meta/catalog-backfilled",
+  catalogProgress: "_meta/catalog-backfill",
   uploadsPrefix: "_uploads/",
   upload: (id: string) => `_uploads/${id}`,
   uploadTail: (id: string, serial: number) => `_uploads/${id}/tail-${serial}`,
@@ -53,10 +58,16 @@ export const keys = {
   linksPrefix: (digest: string) => `_links/${digest}/`,
   link: (digest: string, name: string) => `_links/${digest}/${name}`,
   linksBackfilled: "_meta/links-v2-backfilled",
+  linksProgress: "_meta/links-v2-backfill",
   gcState: (name: string) => `_gc/${name}/_state`,
   intentsPrefix: (name: string) => `_gc/${name}/_intents/`,
   intent: (name: string, id: string) => `_gc/${name}/_intents/${id}`,
+  tombstonesPrefix: "_gc/_tombstones/",
   tombstone: (dataKey: string) => `_gc/_tombstones/${dataKey}`,
+  runsPrefix: "_gc/_runs/",
+  run: (id: string) => `_gc/_runs/${id}`,
+  collectionsPrefix: "_gc/_collections/",
+  collection: (id: string) => `_gc/_collections/${id}`,
 };
 
 /** customMetadata key marking a mounted blob in the original's format; its value is the source repository. */
