@@ -20,8 +20,9 @@ export interface PolicyConfig {
 
 /**
  * Defaults of the retention budget: about 2 R2 calls per repository and 3 per tag removed, so
- * about 1,600 calls, which leaves Workers Paid's 10,000 subrequests per invocation to the garbage
- * collection that follows in a cron run. Workers Free (50) needs a few of each (see README).
+ * about 1,600 calls, which with the garbage collection that follows in a cron run
+ * (`GC_MAX_OPERATIONS`, 8,000) stays within Workers Paid's 10,000 subrequests per invocation.
+ * Workers Free (50) needs a few of each (see README).
  */
 export const DEFAULT_RETENTION_LIMITS: RetentionLimits = { repositories: 50, tags: 500 };
 

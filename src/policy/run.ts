@@ -21,8 +21,11 @@ export interface RepositoryRetention {
   changed: string[];
   /** Dry run: manifests every tag of which would be removed (an untagged collection frees them if nothing else reaches them). */
   untagged?: string[];
-  /** `delete_untagged`, after removing tags: what the repository's untagged collection removed. */
-  collected?: { manifests: number; blobs: number; bytes: number };
+  /**
+   * `delete_untagged`, after removing tags: what the repository's untagged collection removed, and
+   * whether it finished (a collection is bounded as any is: `GC_MAX_OPERATIONS`).
+   */
+  collected?: { manifests: number; blobs: number; bytes: number; complete: boolean };
   /** What went wrong here; a registry-wide run goes on with the next repository. */
   error?: string;
 }
@@ -41,6 +44,15 @@ export interface RetentionRun {
   repositories: RepositoryRetention[];
   /** The whole run so far: repositories judged, tags removed (or listed), the last repository done. */
   progress: { repositories: number; removed: number; last?: string };
+}
+
+/** What one invocation may still do: {@link RetentionLimits}, and the collections it may start. */
+export interface Allowance extends RetentionLimits {
+  /**
+   * Untagged collections (`delete_untagged`) it may still start: one, since each may make up to
+   * `GC_MAX_OPERATIONS` R2 calls; a registry-wide run stops after the repository it collected.
+   */
+  collections: number;
 }
 
 /** What a run works with: the local registry (immutability enforced), its bucket and the config. */
@@ -81,7 +93,8 @@ function message(error: unknown): string {
  * Applies the retention rules to one repository: judges every tag (see `decide`), then removes
  * those no keep clause keeps, as `DELETE /v2/<name>/manifests/<tag>` does (a tag pushed to another
  * digest since it was judged stays), at most `budget.tags` of them; with `delete_untagged`, then
- * collects the repository in `untagged` mode. A dry run removes nothing and lists them all.
+ * collects the repository in `untagged` mode (if `budget.collections` allows: else the next
+ * invocation that removes tags there does). A dry run removes nothing and lists them all.
  * Undefined when no rule names the repository.
  *
  * @example
@@ -91,12 +104,12 @@ function message(error: unknown): string {
 export async function retainRepository(
   context: RetentionContext,
   name: string,
-  options: { dryRun: boolean; now?: number; budget?: RetentionLimits },
+  options: { dryRun: boolean; now?: number; budget?: Allowance },
 ): Promise<RepositoryRetention | undefined> {
   const { registry, config } = context;
   if (!named(config, name)) return undefined;
   if (!registry.tagRecords) throw new RegistryError("UNSUPPORTED", "this storage cannot tell when tags were pushed");
-  const budget = options.budget ?? { ...config.policy.limits };
+  const budget = options.budget ?? allowance(config);
   budget.repositories--;
   const records = [];
   for await (const record of registry.tagRecords(name)) records.push(record);
@@ -124,16 +137,22 @@ export async function retainRepository(
       budget.tags--;
     }
   }
-  if (decision.deleteUntagged && report.removed.length > 0) {
+  if (decision.deleteUntagged && report.removed.length > 0 && budget.collections > 0) {
+    budget.collections--;
     try {
       if (!registry.collect) throw new Error("this storage has no garbage collection");
       const found = await registry.collect(name, { mode: "untagged", graceMs: config.gc.graceMs, dryRun: false });
-      report.collected = { manifests: found.manifests.length, blobs: found.blobs.length, bytes: found.bytes };
+      report.collected = { manifests: found.manifests.length, blobs: found.blobs.length, bytes: found.bytes, complete: found.complete };
     } catch (error) {
       report.error = `the untagged collection (delete_untagged) failed: ${message(error)}`;
     }
   }
   return report;
+}
+
+/** A fresh invocation's allowance. */
+function allowance(config: Config): Allowance {
+  return { ...config.policy.limits, collections: 1 };
 }
 
 async function loadState(bucket: R2Bucket, id: string): Promise<RunState | undefined> {
@@ -182,7 +201,7 @@ export async function retainAll(context: RetentionContext, options: { dryRun: bo
     await dropStale(bucket);
   }
   state ??= { dryRun: options.scheduled ? false : options.dryRun, startedAt: Date.now(), repositories: 0, removed: 0 };
-  const budget = { ...context.config.policy.limits };
+  const budget = allowance(context.config);
   const done: RepositoryRetention[] = [];
   let complete = true;
   scan: for (;;) {
@@ -213,6 +232,11 @@ export async function retainAll(context: RetentionContext, options: { dryRun: bo
       state.after = name;
       state.last = name;
       state.repositories++;
+      if (budget.collections === 0) {
+        // It ran the invocation's collection: the next invocation goes on after it.
+        complete = false;
+        break scan;
+      }
     }
     if (!page.more) break;
   }

@@ -25,7 +25,8 @@ export async function scheduledRetention(env: Env): Promise<void> {
   const sending: Promise<unknown>[] = [];
   try {
     // As a request's: immutable tags inside, notifications outside.
-    let registry: Registry = withPolicies(new R2Registry(env.REGISTRY, { partSize: config.uploadPartSize }), config);
+    const limits = { operations: config.gc.maxOperations, ms: config.gc.maxMs };
+    let registry: Registry = withPolicies(new R2Registry(env.REGISTRY, { partSize: config.uploadPartSize, limits }), config);
     const { endpoints } = config.notifications;
     if (endpoints.length > 0) {
       const notifier = new Notifier(endpoints, { waitUntil: (p) => sending.push(p), queue: env.NOTIFICATIONS_QUEUE });

@@ -258,6 +258,22 @@ describe("registry-wide retention", () => {
     expect((await call(`/v2/_retention?cursor=${answer.body.id}`, { method: "POST", ...settings })).status).toBe(400);
   });
 
+  it("starts one delete_untagged collection per invocation, and goes on after it", async () => {
+    const prefix = uniqueName("collect");
+    const names = [`${prefix}/a`, `${prefix}/b`];
+    const pushed = [await pushHistory(names[0]!, 800), await pushHistory(names[1]!, 820)];
+    const settings = { env: { RETENTION_JSON: rule(prefix, { delete_untagged: true }), GC_GRACE_PERIOD: "0" } };
+    const first = await post(`/v2/_retention?report=true`, settings);
+    expect(first.body.complete).toBe(false);
+    expect(first.body.repositories.map((r) => [r.name, r.collected?.manifests])).toEqual([[names[0], 6]]);
+    const second = await post(`/v2/_retention?cursor=${first.body.next}&report=true`, settings);
+    expect(second.body.repositories.map((r) => [r.name, r.collected?.manifests])).toEqual([[names[1], 6]]);
+    for (const [i, name] of names.entries()) {
+      expect(await tagsOf(name)).toEqual(KEPT);
+      for (const tag of OLD_CI) expect((await call(`/v2/${name}/manifests/${pushed[i]![tag]!.digest}`, { method: "HEAD" })).status).toBe(404);
+    }
+  });
+
   it("runs from the cron trigger before garbage collection, continuing across triggers", async () => {
     const prefix = uniqueName("cron");
     const names = [`${prefix}/a`, `${prefix}/b`];
