@@ -206,6 +206,11 @@ export async function retainAll(context: RetentionContext, options: { dryRun: bo
   let complete = true;
   scan: for (;;) {
     const page = await registry.listRepositories({ n: 1000, ...(state.after !== undefined ? { last: state.after } : {}) });
+    if (page.items.length === 0 && page.more) {
+      // The catalog of an older bucket is still being indexed (a slice per call): go on next time.
+      complete = false;
+      break;
+    }
     for (const name of page.items) {
       if (!named(context.config, name)) {
         state.after = name;

@@ -4,7 +4,8 @@ import worker from "../../src/index";
 import { parseConfig } from "../../src/config";
 import type { Env } from "../../src/env";
 import { withPolicies } from "../../src/policy";
-import { retainRepository } from "../../src/policy/run";
+import { retainAll, retainRepository } from "../../src/policy/run";
+import type { Registry } from "../../src/registry/registry";
 import { R2Registry } from "../../src/registry/r2";
 import { call, type CallOptions, imageManifest, keysUnder, putManifest, RO, uniqueName } from "./helpers";
 import { claims, makeKey, setting, sign } from "./tokens";
@@ -256,6 +257,17 @@ describe("registry-wide retention", () => {
     }
     // A cursor that is not (or no longer) a run.
     expect((await call(`/v2/_retention?cursor=${answer.body.id}`, { method: "POST", ...settings })).status).toBe(400);
+  });
+
+  it("stops when the catalog of an older bucket is still being indexed, and goes on next time", async () => {
+    const config = parseConfig({ ...env, RETENTION_JSON: rule("any") } as Env);
+    let calls = 0;
+    // A catalog that has settled no name yet (what the backfill of a serverless-registry bucket answers meanwhile).
+    const registry = { listRepositories: async () => (calls++, { items: [], more: true }) } as unknown as Registry;
+    const run = await retainAll({ registry, bucket: env.REGISTRY, config }, { dryRun: true });
+    expect(calls).toBe(1);
+    expect(run).toMatchObject({ complete: false, next: run.id, repositories: [] });
+    await env.REGISTRY.delete(`_retention/runs/${run.id}`);
   });
 
   it("starts one delete_untagged collection per invocation, and goes on after it", async () => {
