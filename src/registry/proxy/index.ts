@@ -19,6 +19,7 @@ import { boundedTee } from "./tee";
 import { RegistryError } from "../../errors";
 import { sliceStream } from "../../streams";
 import { resolveRange } from "../r2/blobs";
+import { keys } from "../r2/keys";
 import { UpstreamError, type Upstream } from "./upstream";
 import { upstreamFailure, upstreamsFor } from "./routing";
 import { readManifest, type Fetched } from "./manifest";
@@ -37,9 +38,7 @@ export interface ProxyOptions {
 }
 
 /** Marker of a tag cached from an upstream: which upstream; its `uploaded` time is the last check. */
-function tagMarkerKey(name: string, tag: string): string {
-  return `_pullthrough/tags/${name}/${tag}`;
-}
+const tagMarkerKey = keys.pullThroughTag;
 
 /** The `Range` header value of a range request. */
 function rangeHeader(range: RangeRequest): string {
