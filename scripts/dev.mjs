@@ -16,9 +16,9 @@
 //   READONLY_USERNAME, READONLY_PASSWORD, JWT_REGISTRY_TOKENS_PUBLIC_KEY, JWT_AUDIENCE,
 //   JWT_ISSUER, TOKEN_SECRET, LOGIN_FAILURE_LIMIT, ANONYMOUS_PULL, CORS_ORIGINS, REGISTRIES_JSON
 //   (and the password_env variables it names), REGISTRIES_TAG_TTL, REGISTRIES_TIMEOUT,
-//   PUSH_COMPATIBILITY_MODE, MAX_CHUNK_SIZE, UPLOAD_PART_SIZE, GC_MODE, GC_GRACE_PERIOD,
-//   GC_UPLOAD_MAX_AGE, LOG_R2_OPERATIONS, NOTIFICATIONS_JSON (and the headers_env variables it
-//   names)
+//   REGISTRIES_COPY_MAX_SIZE, PUSH_COMPATIBILITY_MODE, MAX_CHUNK_SIZE, UPLOAD_PART_SIZE, GC_MODE,
+//   GC_GRACE_PERIOD, GC_UPLOAD_MAX_AGE, LOG_R2_OPERATIONS, NOTIFICATIONS_JSON (and the
+//   headers_env variables it names)
 //                             passed to the Worker when set
 //   DEV_PROTOCOL=http         serve plain HTTP instead (clients then need their http switches)
 //   WRANGLER_LOG              wrangler's log level, its output then shown unfiltered. Unset, the
@@ -55,6 +55,7 @@ const PASSED_THROUGH = [
   "UPLOAD_PART_SIZE",
   "REGISTRIES_TAG_TTL",
   "REGISTRIES_TIMEOUT",
+  "REGISTRIES_COPY_MAX_SIZE",
   "GC_MODE",
   "GC_GRACE_PERIOD",
   "GC_UPLOAD_MAX_AGE",

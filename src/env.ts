@@ -30,6 +30,8 @@ export interface Env {
   REGISTRIES_TAG_TTL?: string;
   /** Seconds to wait for an upstream's response headers (default 10). */
   REGISTRIES_TIMEOUT?: string;
+  /** Largest blob a pull-through copies into R2, in bytes (default and most: 4.99 GiB, one R2 put). */
+  REGISTRIES_COPY_MAX_SIZE?: string;
   /** `full` or `none`: kept for compatibility; every chunk shape is accepted either way. */
   PUSH_COMPATIBILITY_MODE?: string;
   /** Largest PATCH body the deployment accepts, in bytes (advertised as OCI-Chunk-Max-Length). */
