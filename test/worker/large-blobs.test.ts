@@ -3,8 +3,9 @@ import { describe, expect, it } from "vitest";
 import { RegistryError } from "../../src/errors";
 import { parseDigest } from "../../src/oci/digest";
 import { R2Registry } from "../../src/registry/r2";
-import { MAX_PUT } from "../../src/registry/r2/blobs";
-import { copyPartSize, MAX_PART_SIZE, MAX_PARTS, MIN_PART_SIZE } from "../../src/registry/r2/multipart";
+import { MAX_PUT, R2Blobs } from "../../src/registry/r2/blobs";
+import type { R2Links } from "../../src/registry/r2/links";
+import { copyPartSize, MAX_OBJECT_SIZE, MAX_PART_SIZE, MAX_PARTS, MIN_PART_SIZE } from "../../src/registry/r2/multipart";
 import { bytesOf, keysUnder, sha256, uniqueName } from "./helpers";
 
 const MiB = 1024 * 1024;
@@ -79,13 +80,18 @@ function scaledDown(): { registry: R2Registry; writes: Writes } {
 describe("copies larger than one R2 put", () => {
   it("part sizes: at least 5 MiB and the preferred size, more when 10,000 parts would not do, refused past R2's largest object", () => {
     expect(MAX_PUT).toBeLessThan(4.995 * GiB);
+    const blobs = new R2Blobs(env.REGISTRY, {} as R2Links); // what one put takes needs no links index
+    expect([blobs.fitsOnePut(MAX_PUT), blobs.fitsOnePut(MAX_PUT + 1)]).toEqual([true, false]);
     expect(copyPartSize(6 * GiB)).toBe(512 * MiB);
     expect(copyPartSize(20 * MiB, 1)).toBe(MIN_PART_SIZE);
     // 10,000 parts of 512 MiB hold 5,000 GiB: one byte more needs larger parts, in whole MiB.
     expect(copyPartSize(MAX_PARTS * 512 * MiB)).toBe(512 * MiB);
     expect(copyPartSize(MAX_PARTS * 512 * MiB + 1)).toBe(513 * MiB);
     expect(Math.ceil((MAX_PARTS * 512 * MiB + 1) / copyPartSize(MAX_PARTS * 512 * MiB + 1))).toBeLessThanOrEqual(MAX_PARTS);
-    expect(() => copyPartSize(MAX_PARTS * MAX_PART_SIZE + 1)).toThrow(RegistryError);
+    // R2's largest object (5 TiB less 5 GiB) fits 10,000 parts; one byte more is refused before anything is read.
+    expect(Math.ceil(MAX_OBJECT_SIZE / copyPartSize(MAX_OBJECT_SIZE))).toBeLessThanOrEqual(MAX_PARTS);
+    expect(copyPartSize(MAX_OBJECT_SIZE)).toBeLessThanOrEqual(MAX_PART_SIZE);
+    expect(() => copyPartSize(MAX_OBJECT_SIZE + 1)).toThrow(/larger than .* R2's largest object/);
   });
 
   it("a sha512 blob above the single-put limit is copied to its key in equal parts, verified before it is completed", async () => {

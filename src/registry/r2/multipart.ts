@@ -10,6 +10,8 @@ import { byteReader, type ByteReader } from "../../streams";
 export const MIN_PART_SIZE = 5 * 1024 * 1024;
 export const MAX_PART_SIZE = 4.99 * 1024 * 1024 * 1024;
 export const MAX_PARTS = 10_000;
+/** R2's largest object: 5 TiB less 5 GiB (https://developers.cloudflare.com/r2/platform/limits/). */
+export const MAX_OBJECT_SIZE = 5 * 1024 ** 4 - 5 * 1024 ** 3;
 
 /**
  * Part size of a copy into a multipart object: its parts are streamed from the source, nothing
@@ -19,7 +21,7 @@ export const COPY_PART_SIZE = 512 * 1024 * 1024;
 
 /**
  * The part size for a copy of `size` bytes: `preferred`, or larger when `size` needs more than
- * 10,000 parts of it (whole MiB). Throws `SIZE_INVALID` when no part size allowed fits.
+ * 10,000 parts of it (whole MiB). Throws `SIZE_INVALID` when R2 cannot hold an object that large.
  *
  * @example
  * copyPartSize(6 * 1024 ** 3); // 536870912: 12 parts of 512 MiB
@@ -28,11 +30,10 @@ export const COPY_PART_SIZE = 512 * 1024 * 1024;
 export function copyPartSize(size: number, preferred = COPY_PART_SIZE): number {
   const MiB = 1024 * 1024;
   const needed = Math.ceil(Math.ceil(size / MAX_PARTS) / MiB) * MiB;
-  const part = Math.max(MIN_PART_SIZE, preferred, needed);
-  if (part > MAX_PART_SIZE) {
-    throw new RegistryError("SIZE_INVALID", `a blob of ${size} bytes is larger than R2 can store (${MAX_PARTS} parts of ${MAX_PART_SIZE} bytes)`);
+  if (size > MAX_OBJECT_SIZE) {
+    throw new RegistryError("SIZE_INVALID", `a blob of ${size} bytes is larger than the ${MAX_OBJECT_SIZE} bytes of R2's largest object; push it with a sha256 digest`);
   }
-  return part;
+  return Math.min(MAX_PART_SIZE, Math.max(MIN_PART_SIZE, preferred, needed));
 }
 
 /** What {@link putInParts} writes. */
