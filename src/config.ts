@@ -103,9 +103,21 @@ export const DEFAULT_LOGIN_FAILURE_LIMIT = 10;
 export const DEFAULT_MAX_CHUNK_SIZE = 100_000_000;
 
 const positiveInt = z.coerce.number().int().positive();
-/** R2's bounds on a multipart part. */
-const MIN_PART_SIZE = 5 * 1024 * 1024;
-const MAX_PART_SIZE = 5 * 1024 * 1024 * 1024;
+/**
+ * Bounds of `UPLOAD_PART_SIZE`. R2 takes multipart parts of 5 MiB to 5 GiB
+ * (https://developers.cloudflare.com/r2/objects/multipart-objects/), but a body of unknown length
+ * is buffered in the Worker, two parts at once, and an isolate has 128 MB for every request it
+ * serves (https://developers.cloudflare.com/workers/platform/limits/#memory): 32 MiB parts hold
+ * 64 MiB. A value outside is logged and the default (8 MiB) used.
+ */
+export const MIN_UPLOAD_PART_SIZE = 5 * 1024 * 1024;
+export const MAX_UPLOAD_PART_SIZE = 32 * 1024 * 1024;
+/**
+ * Longest `GC_UPLOAD_MAX_AGE`: R2 aborts a multipart upload left unfinished for 7 days
+ * (https://developers.cloudflare.com/r2/objects/multipart-objects/), so an older upload cannot be
+ * resumed anyway. A longer value is logged and lowered to it.
+ */
+export const MAX_UPLOAD_AGE_SECONDS = 7 * 24 * 60 * 60;
 
 function nonEmpty(value: unknown): string | undefined {
   return typeof value === "string" && value.length > 0 ? value : undefined;
@@ -140,9 +152,13 @@ export function parseConfig(env: Env): Config {
 
   let uploadPartSize: number | undefined;
   if (env.UPLOAD_PART_SIZE !== undefined && env.UPLOAD_PART_SIZE !== "") {
-    const parsed = positiveInt.min(MIN_PART_SIZE).max(MAX_PART_SIZE).safeParse(env.UPLOAD_PART_SIZE);
+    const parsed = positiveInt.min(MIN_UPLOAD_PART_SIZE).max(MAX_UPLOAD_PART_SIZE).safeParse(env.UPLOAD_PART_SIZE);
     if (parsed.success) uploadPartSize = parsed.data;
-    else warnings.push(`UPLOAD_PART_SIZE must be a whole number of bytes from ${MIN_PART_SIZE} to ${MAX_PART_SIZE}; using the default`);
+    else {
+      warnings.push(
+        `UPLOAD_PART_SIZE must be a whole number of bytes from ${MIN_UPLOAD_PART_SIZE} (5 MiB, R2's smallest part) to ${MAX_UPLOAD_PART_SIZE} (32 MiB: two parts are held in the Worker's 128 MB), got ${JSON.stringify(env.UPLOAD_PART_SIZE)}; using the default (8 MiB)`,
+      );
+    }
   }
 
   let loginFailureLimit = DEFAULT_LOGIN_FAILURE_LIMIT;
@@ -197,7 +213,7 @@ export function parseConfig(env: Env): Config {
     gc: {
       mode: gcMode,
       graceMs: seconds("GC_GRACE_PERIOD", 3600),
-      uploadMaxAgeMs: seconds("GC_UPLOAD_MAX_AGE", 86400),
+      uploadMaxAgeMs: uploadMaxAge(seconds("GC_UPLOAD_MAX_AGE", 86400), warnings),
       maxOperations,
       maxMs: Math.max(1000, seconds("GC_MAX_SECONDS", 30)),
       intervalMs: seconds("GC_INTERVAL", 0),
@@ -205,6 +221,15 @@ export function parseConfig(env: Env): Config {
     notifications: parseNotifications(env, warnings),
     warnings,
   };
+}
+
+/** `GC_UPLOAD_MAX_AGE` (ms) lowered to {@link MAX_UPLOAD_AGE_SECONDS}, with a warning when it was longer. */
+function uploadMaxAge(ms: number, warnings: string[]): number {
+  if (ms <= MAX_UPLOAD_AGE_SECONDS * 1000) return ms;
+  warnings.push(
+    `GC_UPLOAD_MAX_AGE of ${ms / 1000} seconds is longer than the 7 days after which R2 aborts unfinished multipart uploads; using ${MAX_UPLOAD_AGE_SECONDS}`,
+  );
+  return MAX_UPLOAD_AGE_SECONDS * 1000;
 }
 
 /**

@@ -84,13 +84,13 @@ async function route(
   queue: Env["NOTIFICATIONS_QUEUE"],
 ): Promise<Response> {
   let registry: Registry = new R2Registry(bucket, registryOptions(config));
-  const { upstreams, tagTtl, timeoutMs } = config.pullThrough;
+  const { upstreams, tagTtl, timeoutMs, copyMaxSize } = config.pullThrough;
   if (upstreams.length > 0) {
     // Pull-through: local misses of manifests, blobs and tag lists go to the upstreams.
     registry = new ProxyRegistry(
       registry,
       upstreams.map((upstream) => new Upstream(upstream, timeoutMs)),
-      { waitUntil, bucket, ...(tagTtl !== undefined ? { tagTtl } : {}) },
+      { waitUntil, bucket, ...(tagTtl !== undefined ? { tagTtl } : {}), ...(copyMaxSize !== undefined ? { copy: { maxSize: copyMaxSize } } : {}) },
     );
   }
   // Immutable tags: every route's writes go through them, pull-through caching (inside) does not,

@@ -2,7 +2,7 @@ import { RegistryError } from "../../errors";
 import type { ParsedManifest } from "../../oci/manifest";
 import { parseDigest, requireVerifiableDigest } from "../../oci/digest";
 import type { Chunk, PageRequest, PutManifestOptions, RangeRequest, ReferrersRequest, Registry } from "../registry";
-import { MAX_PUT, R2Blobs } from "./blobs";
+import { R2Blobs, type BlobLimits } from "./blobs";
 import { Budget, type Limits } from "./budget";
 import { CatalogIndex, requestSlice } from "./catalog-index";
 import { R2Fence } from "./fence";
@@ -38,9 +38,14 @@ export class R2Registry implements Registry {
   private readonly partSize: number;
   private readonly limits: Limits;
 
+  /**
+   * `partSize`: the parts a body of unknown length is cut into (`UPLOAD_PART_SIZE`); `limits`:
+   * garbage collection's budgets; `blobLimits`: where R2's limits on one write fall (tests lower
+   * them to take the multipart paths).
+   */
   constructor(
     private readonly bucket: R2Bucket,
-    options: { partSize?: number; limits?: Limits } = {},
+    options: { partSize?: number; limits?: Limits; blobLimits?: BlobLimits } = {},
   ) {
     this.partSize = options.partSize ?? DEFAULT_PART_SIZE;
     this.limits = options.limits ?? DEFAULT_LIMITS;
@@ -48,7 +53,7 @@ export class R2Registry implements Registry {
     this.listing = new R2Listing(bucket, index);
     this.links = new R2Links(bucket, index, requestSlice(this.limits));
     this.fence = new R2Fence(bucket);
-    this.blobs = new R2Blobs(bucket, this.links);
+    this.blobs = new R2Blobs(bucket, this.links, options.blobLimits);
     this.uploads = new R2Uploads(bucket, this.blobs, this.partSize);
     this.referrers = new R2Referrers(bucket);
     this.manifests = new R2Manifests(bucket, this.referrers);
@@ -70,7 +75,7 @@ export class R2Registry implements Registry {
 
   async putBlob(name: string, digest: string, chunk: Chunk) {
     const verified = requireVerifiableDigest(digest);
-    if (chunk.length !== undefined && chunk.length <= MAX_PUT) {
+    if (chunk.length !== undefined && this.blobs.fitsOnePut(chunk.length)) {
       // One request with the whole blob and its length: straight to the blob key, R2 checks the digest.
       if (!chunk.body || chunk.length === 0) return this.blobs.put(name, verified, new Uint8Array(0), 0);
       return this.blobs.put(name, verified, chunk.body, chunk.length);

@@ -36,6 +36,13 @@
  * format); or a pointer (custom metadata `r2-registry-data` = a `_data/<id>` key and `size`;
  * with `r2-registry-segments`, the body lists the sizes of the segments), which is how uploads
  * are published without copying them.
+ *
+ * Every key fits R2's {@link MAX_KEY_BYTES}: names (≤ 255 characters), tags (≤ 128) and digests
+ * (≤ 256, `MAX_DIGEST_LENGTH`) are refused beyond their bounds before anything is written, all
+ * ASCII, and upload and intent ids are UUIDs. The longest key, `<name>/_referrers/<subject>/<digest>`,
+ * is then 255 + 12 + 256 + 1 + 256 = 780 bytes; `_gc/_tombstones/<name>/blobs/<digest>` 534;
+ * `<name>/manifests/<digest>` 522; `_links/<digest>/<name>` 519 (`test/worker/limits.test.ts`
+ * checks every shape below).
  */
 export const keys = {
   manifestsPrefix: (name: string) => `${name}/manifests/`,
@@ -59,6 +66,7 @@ export const keys = {
   link: (digest: string, name: string) => `_links/${digest}/${name}`,
   linksBackfilled: "_meta/links-v2-backfilled",
   linksProgress: "_meta/links-v2-backfill",
+  pullThroughTag: (name: string, tag: string) => `_pullthrough/tags/${name}/${tag}`,
   gcState: (name: string) => `_gc/${name}/_state`,
   intentsPrefix: (name: string) => `_gc/${name}/_intents/`,
   intent: (name: string, id: string) => `_gc/${name}/_intents/${id}`,
@@ -69,6 +77,9 @@ export const keys = {
   collectionsPrefix: "_gc/_collections/",
   collection: (id: string) => `_gc/_collections/${id}`,
 };
+
+/** R2's longest object key, in bytes (https://developers.cloudflare.com/r2/platform/limits/). */
+export const MAX_KEY_BYTES = 1024;
 
 /** customMetadata key marking a mounted blob in the original's format; its value is the source repository. */
 export const SYMLINK_METADATA = "X-Serverless-Registry-Symlink";

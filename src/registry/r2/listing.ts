@@ -1,4 +1,4 @@
-import { isTag } from "../../oci/names";
+import { isTag, MAX_NAME_LENGTH, MAX_TAG_LENGTH } from "../../oci/names";
 import type { Page, PageRequest } from "../registry";
 import type { CatalogIndex } from "./catalog-index";
 import { CACHED_METADATA, keys, lastSegment } from "./keys";
@@ -33,7 +33,8 @@ export class R2Listing {
   async tags(name: string, { n, last }: PageRequest): Promise<Page<string> | null> {
     const prefix = keys.manifestsPrefix(name);
     const items: string[] = [];
-    let startAfter = last ? prefix + last : undefined;
+    // Cut to a tag's length (R2 keys are at most 1,024 bytes): no tag sorts between the two.
+    let startAfter = last ? prefix + last.slice(0, MAX_TAG_LENGTH) : undefined;
     let cursor: string | undefined;
     while (n > 0) {
       const page = await this.bucket.list({
@@ -78,7 +79,8 @@ export class R2Listing {
   async repositories({ n, last }: PageRequest): Promise<Page<string>> {
     const state = await this.index.ensure();
     if (n === 0) return { items: [], more: false };
-    const page = await this.index.page(last, n + 1);
+    // Cut to a name's length (R2 keys are at most 1,024 bytes): no name sorts between the two.
+    const page = await this.index.page(last?.slice(0, MAX_NAME_LENGTH), n + 1);
     if (state.done) return { items: page.names.slice(0, n), more: page.names.length > n };
     const settled = state.watermark === undefined ? [] : page.names.filter((name) => name < state.watermark!);
     return { items: settled.slice(0, n), more: true };
