@@ -1,7 +1,8 @@
 /**
  * Benchmark: images of several layers pushed and pulled with skopeo (median of BENCH_RUNS,
  * default 3, a fresh server each run), for r2-registry (`pnpm dev`: workerd + local R2) and
- * distribution 2.8 (filesystem); and the R2 operations (class A and B) one push and one pull cost.
+ * distribution 2.8 (filesystem); the R2 operations (class A and B) one push and one pull cost; and
+ * the most R2 operations one request of each type made.
  * Two images: the issue's 4-layer 67 MB one, whose push (≤ ×2.5 distribution's) and pull (≤ ×1.5)
  * are targets, and a ~200 MB one of 8 layers.
  *
@@ -16,7 +17,7 @@ import { median, ratio, table } from "./lib.ts";
 import { targetRow, times } from "./targets.ts";
 import { streamUpload } from "./http-stream.ts";
 import { startBaselineWorker } from "./streaming-floor.ts";
-import { measureTransfers, rate, type Transfers } from "./transfer.ts";
+import { measureTransfers, rate, type MaxOperations, type Transfers } from "./transfer.ts";
 
 const RUNS = Number(process.env.BENCH_RUNS ?? 3);
 const IMAGES = [
@@ -78,6 +79,17 @@ function print(title: string, bytes: number, ours: Transfers, theirs: Transfers)
   ]);
 }
 
+/** The most R2 operations one request of each type made, over both images and every run. */
+function printMaxOperations(max: Map<string, MaxOperations>): void {
+  const rows = [...max.entries()].sort(([a], [b]) => a.split(" ")[1]!.localeCompare(b.split(" ")[1]!) || a.localeCompare(b));
+  table(
+    "R2 operations per request type: the most one request made, over every push and pull above (LOG_R2_OPERATIONS; a pull's background copy included)",
+    ["request type", "requests", "max class A", "max class B", "max total"],
+    rows.map(([type, m]) => [type, m.requests, m.classA, m.classB, m.total]),
+  );
+}
+
+const maxOps = new Map<string, MaxOperations>();
 const work = makeTempDir("bench-multi");
 try {
   for (const [i, { layerMb, targets }] of IMAGES.entries()) {
@@ -87,6 +99,10 @@ try {
     console.log(`pushing and pulling a ${title}…`);
     const { ours, theirs } = await measureTransfers(layout, "v1", RUNS, join(work, `run-${i}`));
     print(title, bytes, ours, theirs);
+    for (const [type, m] of ours.maxOps ?? []) {
+      const seen = maxOps.get(type);
+      maxOps.set(type, seen ? { classA: Math.max(seen.classA, m.classA), classB: Math.max(seen.classB, m.classB), total: Math.max(seen.total, m.total), requests: seen.requests + m.requests } : m);
+    }
     if (targets) {
       const floor = await pushFloor(blobFiles(layout, blobs), RUNS);
       table(`the floor of a push, ${title}: its ${blobs.length} blobs PUT one after another into the minimal Worker (median of ${RUNS})`, ["", "time", "÷ distribution's push", "r2-registry's push ÷ floor"], [
@@ -99,6 +115,7 @@ try {
     }
     removeTempDir(layout);
   }
+  printMaxOperations(maxOps);
 } finally {
   removeTempDir(work);
 }

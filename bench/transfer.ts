@@ -19,6 +19,51 @@ export interface Operations {
   requests: number;
 }
 
+/** The most R2 operations one request of a type made, over the requests seen of that type. */
+export interface MaxOperations {
+  classA: number;
+  classB: number;
+  /** Class A + class B + free, of the request that made the most. */
+  total: number;
+  requests: number;
+}
+
+/** The route shape of a request, as the router has it: `PATCH /v2/<name>/blobs/uploads/<id>`. */
+export function requestType(method: string, path: string): string {
+  const shapes: [RegExp, string][] = [
+    [/^\/v2\/?$/, "/v2/"],
+    [/^\/v2\/_catalog$/, "/v2/_catalog"],
+    [/^\/v2\/_gc$/, "/v2/_gc"],
+    [/^\/v2\/.+\/tags\/list$/, "/v2/<name>/tags/list"],
+    [/^\/v2\/.+\/manifests\/[a-z0-9]+(?:[+._-][a-z0-9]+)*:[^/]+$/, "/v2/<name>/manifests/<digest>"],
+    [/^\/v2\/.+\/manifests\/[^/]+$/, "/v2/<name>/manifests/<tag>"],
+    [/^\/v2\/.+\/blobs\/uploads\/?$/, "/v2/<name>/blobs/uploads/"],
+    [/^\/v2\/.+\/blobs\/uploads\/[^/]+$/, "/v2/<name>/blobs/uploads/<id>"],
+    [/^\/v2\/.+\/referrers\/[^/]+$/, "/v2/<name>/referrers/<digest>"],
+    [/^\/v2\/.+\/blobs\/[^/]+$/, "/v2/<name>/blobs/<digest>"],
+    [/^\/v2\/.+\/gc$/, "/v2/<name>/gc"],
+  ];
+  return `${method} ${shapes.find(([shape]) => shape.test(path))?.[1] ?? path}`;
+}
+
+/**
+ * Adds the `R2 operations for …` lines a dev server logged after offset `from` to `into`: per
+ * request type, the most class A, class B and in all one request made.
+ *
+ * @example
+ * const max = new Map<string, MaxOperations>();
+ * maxOperations(server.logs(), 0, max);
+ */
+export function maxOperations(logs: string, from: number, into: Map<string, MaxOperations>): Map<string, MaxOperations> {
+  for (const m of logs.slice(from).matchAll(/R2 operations for (\S+) (\S+): class A (\d+), class B (\d+), free (\d+)/g)) {
+    const type = requestType(m[1]!, m[2]!);
+    const [a, b, free] = [Number(m[3]), Number(m[4]), Number(m[5])];
+    const seen = into.get(type) ?? { classA: 0, classB: 0, total: 0, requests: 0 };
+    into.set(type, { classA: Math.max(seen.classA, a), classB: Math.max(seen.classB, b), total: Math.max(seen.total, a + b + free), requests: seen.requests + 1 });
+  }
+  return into;
+}
+
 export interface Transfers {
   /** Seconds of each run. */
   push: number[];
@@ -27,6 +72,8 @@ export interface Transfers {
   pushMemory: number[];
   /** R2 operations of the first push and pull (r2-registry only). */
   ops?: { push: Operations; pull: Operations };
+  /** The most R2 operations one request of each type made, over every run (r2-registry only). */
+  maxOps?: Map<string, MaxOperations>;
 }
 
 /** Sums the `R2 operations for …` lines a dev server logged after offset `from`. */
@@ -48,7 +95,7 @@ function operations(logs: string, from: number): Operations {
  * const { ours, theirs } = await measureTransfers(layout, "v1", 3, workDir);
  */
 export async function measureTransfers(layoutDir: string, tag: string, runs: number, work: string): Promise<{ ours: Transfers; theirs: Transfers }> {
-  const ours: Transfers = { push: [], pull: [], pushMemory: [] };
+  const ours: Transfers = { push: [], pull: [], pushMemory: [], maxOps: new Map() };
   const theirs: Transfers = { push: [], pull: [], pushMemory: [] };
   for (let run = 0; run < runs; run++) {
     for (const side of ["ours", "theirs"] as const) {
@@ -62,7 +109,8 @@ export async function measureTransfers(layoutDir: string, tag: string, runs: num
       const pulled = join(work, `pulled-${side}-${run}`);
       try {
         const memory = sampleMemory(server.process.child.pid!, side === "ours" ? /workerd/ : /registry/);
-        let mark = server.logs().length;
+        const start = server.logs().length;
+        let mark = start;
         let t = performance.now();
         await skopeo.run(["copy", "--preserve-digests", "--dest-tls-verify=false", ...creds, `oci:${layoutDir}:${tag}`, `docker://${server.host}/bench/image:${tag}`], { timeoutMs: 1_800_000 });
         result.push.push((performance.now() - t) / 1000);
@@ -78,6 +126,7 @@ export async function measureTransfers(layoutDir: string, tag: string, runs: num
         // Requests are logged as they end: give the last lines a moment.
         await new Promise((resolve) => setTimeout(resolve, 500));
         if (side === "ours" && run === 0) ours.ops = { push: pushOps, pull: operations(server.logs(), mark) };
+        if (side === "ours") maxOperations(server.logs(), start, ours.maxOps!);
       } finally {
         removeTempDir(pulled);
         await server.stop();

@@ -1,6 +1,7 @@
 import { z } from "zod";
 import type { Env } from "./env";
 import { parseNotifications, type NotificationsConfig } from "./events/config";
+import { parsePolicies, type PolicyConfig } from "./policy/config";
 import { parseRegistries, type PullThroughConfig } from "./registry/proxy/config";
 import { PAID_SUBREQUESTS } from "./registry/r2/limited";
 
@@ -47,6 +48,8 @@ export interface Config {
   logR2Operations: boolean;
   /** `R2_LIMITS=enforce`: run on a bucket that refuses what Cloudflare's R2 would (see `limited.ts`). */
   r2Limits: R2LimitsConfig;
+  /** Tag policies: `IMMUTABLE_TAGS`, `RETENTION_JSON`, `RETENTION_MAX_*`. */
+  policy: PolicyConfig;
   /** Problems found while parsing, logged once. */
   warnings: string[];
 }
@@ -76,6 +79,19 @@ export interface GcConfig {
   graceMs: number;
   /** Uploads untouched this long are abandoned (`GC_UPLOAD_MAX_AGE`, seconds; default 1 day). */
   uploadMaxAgeMs: number;
+  /**
+   * R2 calls one invocation of a collection may make (`GC_MAX_OPERATIONS`, default 8,000: Workers
+   * Paid allows 10,000 subrequests per invocation by default, Free 50, for which 40 fits).
+   */
+  maxOperations: number;
+  /** Wall time one invocation of a collection may take (`GC_MAX_SECONDS`, default 30). */
+  maxMs: number;
+  /**
+   * A cron run starts a new registry-wide collection only once this long has passed since the last
+   * one started; until then it finishes the last one, or does nothing (`GC_INTERVAL`, seconds;
+   * default 0: each run starts a new one once the last is complete).
+   */
+  intervalMs: number;
 }
 
 /** Cloudflare's limits enforced on the bucket (the local simulator enforces none). */
@@ -86,6 +102,11 @@ export interface R2LimitsConfig {
   subrequests: number;
 }
 
+/** Default of `GC_MAX_OPERATIONS`: Workers Paid's 10,000 subrequests per invocation, with headroom. */
+export const DEFAULT_GC_MAX_OPERATIONS = 8000;
+/** The fewest R2 calls a collection can make progress with (`GC_MAX_OPERATIONS` is raised to it). */
+export const MIN_GC_OPERATIONS = 20;
+
 /** Failed Basic logins allowed per client address and minute, by default. */
 export const DEFAULT_LOGIN_FAILURE_LIMIT = 10;
 
@@ -93,9 +114,21 @@ export const DEFAULT_LOGIN_FAILURE_LIMIT = 10;
 export const DEFAULT_MAX_CHUNK_SIZE = 100_000_000;
 
 const positiveInt = z.coerce.number().int().positive();
-/** R2's bounds on a multipart part. */
-const MIN_PART_SIZE = 5 * 1024 * 1024;
-const MAX_PART_SIZE = 5 * 1024 * 1024 * 1024;
+/**
+ * Bounds of `UPLOAD_PART_SIZE`. R2 takes multipart parts of 5 MiB to 5 GiB
+ * (https://developers.cloudflare.com/r2/objects/multipart-objects/), but a body of unknown length
+ * is buffered in the Worker, two parts at once, and an isolate has 128 MB for every request it
+ * serves (https://developers.cloudflare.com/workers/platform/limits/#memory): 32 MiB parts hold
+ * 64 MiB. A value outside is logged and the default (8 MiB) used.
+ */
+export const MIN_UPLOAD_PART_SIZE = 5 * 1024 * 1024;
+export const MAX_UPLOAD_PART_SIZE = 32 * 1024 * 1024;
+/**
+ * Longest `GC_UPLOAD_MAX_AGE`: R2 aborts a multipart upload left unfinished for 7 days
+ * (https://developers.cloudflare.com/r2/objects/multipart-objects/), so an older upload cannot be
+ * resumed anyway. A longer value is logged and lowered to it.
+ */
+export const MAX_UPLOAD_AGE_SECONDS = 7 * 24 * 60 * 60;
 
 function nonEmpty(value: unknown): string | undefined {
   return typeof value === "string" && value.length > 0 ? value : undefined;
@@ -130,9 +163,13 @@ export function parseConfig(env: Env): Config {
 
   let uploadPartSize: number | undefined;
   if (env.UPLOAD_PART_SIZE !== undefined && env.UPLOAD_PART_SIZE !== "") {
-    const parsed = positiveInt.min(MIN_PART_SIZE).max(MAX_PART_SIZE).safeParse(env.UPLOAD_PART_SIZE);
+    const parsed = positiveInt.min(MIN_UPLOAD_PART_SIZE).max(MAX_UPLOAD_PART_SIZE).safeParse(env.UPLOAD_PART_SIZE);
     if (parsed.success) uploadPartSize = parsed.data;
-    else warnings.push(`UPLOAD_PART_SIZE must be a whole number of bytes from ${MIN_PART_SIZE} to ${MAX_PART_SIZE}; using the default`);
+    else {
+      warnings.push(
+        `UPLOAD_PART_SIZE must be a whole number of bytes from ${MIN_UPLOAD_PART_SIZE} (5 MiB, R2's smallest part) to ${MAX_UPLOAD_PART_SIZE} (32 MiB: two parts are held in the Worker's 128 MB), got ${JSON.stringify(env.UPLOAD_PART_SIZE)}; using the default (8 MiB)`,
+      );
+    }
   }
 
   let loginFailureLimit = DEFAULT_LOGIN_FAILURE_LIMIT;
@@ -157,6 +194,12 @@ export function parseConfig(env: Env): Config {
     warnings.push(`${variable} must be a whole number of seconds, got ${JSON.stringify(raw)}; using ${fallback}`);
     return fallback * 1000;
   };
+  let maxOperations = DEFAULT_GC_MAX_OPERATIONS;
+  if (env.GC_MAX_OPERATIONS !== undefined && env.GC_MAX_OPERATIONS !== "") {
+    const parsed = positiveInt.safeParse(env.GC_MAX_OPERATIONS);
+    if (parsed.success) maxOperations = Math.max(MIN_GC_OPERATIONS, parsed.data);
+    else warnings.push(`GC_MAX_OPERATIONS must be a positive integer, got ${JSON.stringify(env.GC_MAX_OPERATIONS)}; using ${DEFAULT_GC_MAX_OPERATIONS}`);
+  }
   let gcMode: GcConfig["mode"] = "unreferenced";
   if (env.GC_MODE === "untagged") gcMode = "untagged";
   else if (env.GC_MODE !== undefined && env.GC_MODE !== "" && env.GC_MODE !== "unreferenced") {
@@ -185,12 +228,29 @@ export function parseConfig(env: Env): Config {
     maxChunkSize,
     uploadPartSize,
     pullThrough: parseRegistries(env, warnings),
+    policy: parsePolicies(env, warnings),
     logR2Operations: /^(true|1|yes)$/i.test(String(env.LOG_R2_OPERATIONS ?? "").trim()),
     r2Limits: { enforce: limitsMode === "enforce", subrequests },
-    gc: { mode: gcMode, graceMs: seconds("GC_GRACE_PERIOD", 3600), uploadMaxAgeMs: seconds("GC_UPLOAD_MAX_AGE", 86400) },
+    gc: {
+      mode: gcMode,
+      graceMs: seconds("GC_GRACE_PERIOD", 3600),
+      uploadMaxAgeMs: uploadMaxAge(seconds("GC_UPLOAD_MAX_AGE", 86400), warnings),
+      maxOperations,
+      maxMs: Math.max(1000, seconds("GC_MAX_SECONDS", 30)),
+      intervalMs: seconds("GC_INTERVAL", 0),
+    },
     notifications: parseNotifications(env, warnings),
     warnings,
   };
+}
+
+/** `GC_UPLOAD_MAX_AGE` (ms) lowered to {@link MAX_UPLOAD_AGE_SECONDS}, with a warning when it was longer. */
+function uploadMaxAge(ms: number, warnings: string[]): number {
+  if (ms <= MAX_UPLOAD_AGE_SECONDS * 1000) return ms;
+  warnings.push(
+    `GC_UPLOAD_MAX_AGE of ${ms / 1000} seconds is longer than the 7 days after which R2 aborts unfinished multipart uploads; using ${MAX_UPLOAD_AGE_SECONDS}`,
+  );
+  return MAX_UPLOAD_AGE_SECONDS * 1000;
 }
 
 /**

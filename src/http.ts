@@ -26,15 +26,16 @@ export function parsePage(url: URL, { defaultN, max }: { defaultN: number; max: 
 }
 
 /**
- * The RFC 5988 `Link` header pointing at the next page.
+ * The RFC 5988 `Link` header pointing at the next page (after `last`; from the start without it).
  *
  * @example
  * linkNext(url, 100, "v1.2"); // </v2/foo/tags/list?n=100&last=v1.2>; rel="next"
  */
-export function linkNext(url: URL, n: number, last: string): string {
+export function linkNext(url: URL, n: number, last: string | undefined): string {
   const next = new URLSearchParams(url.searchParams);
   next.set("n", String(n));
-  next.set("last", last);
+  if (last === undefined) next.delete("last");
+  else next.set("last", last);
   return `<${url.pathname}?${next.toString()}>; rel="next"`;
 }
 

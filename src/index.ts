@@ -3,11 +3,14 @@ import { configFor, type Config } from "./config";
 import { addCorsHeaders, corsPreflight, refuseCrossSite } from "./cors";
 import type { Env } from "./env";
 import { errorResponse, RegistryError } from "./errors";
+import { describeRun } from "./handlers/gc";
 import { consumeNotifications, notifyScheduledCollection, withNotifications } from "./events";
 import { R2Registry } from "./registry/r2";
 import { invocationBucket } from "./registry/r2/bucket";
 import { metered } from "./registry/r2/metered";
 import { ProxyRegistry, Upstream } from "./registry/proxy";
+import { withPolicies } from "./policy";
+import { scheduledRetention } from "./policy/scheduled";
 import type { Registry } from "./registry/registry";
 import { withHeaders } from "./http";
 import { fixedLength, pump } from "./streams";
@@ -84,19 +87,22 @@ async function route(
   waitUntil: (promise: Promise<unknown>) => void,
   queue: Env["NOTIFICATIONS_QUEUE"],
 ): Promise<Response> {
-  let registry: Registry = new R2Registry(bucket, { partSize: config.uploadPartSize });
-  const { upstreams, tagTtl, timeoutMs } = config.pullThrough;
+  let registry: Registry = new R2Registry(bucket, registryOptions(config));
+  const { upstreams, tagTtl, timeoutMs, copyMaxSize } = config.pullThrough;
   if (upstreams.length > 0) {
     // Pull-through: local misses of manifests, blobs and tag lists go to the upstreams.
     registry = new ProxyRegistry(
       registry,
       upstreams.map((upstream) => new Upstream(upstream, timeoutMs)),
-      { waitUntil, bucket, ...(tagTtl !== undefined ? { tagTtl } : {}) },
+      { waitUntil, bucket, ...(tagTtl !== undefined ? { tagTtl } : {}), ...(copyMaxSize !== undefined ? { copy: { maxSize: copyMaxSize } } : {}) },
     );
   }
+  // Immutable tags: every route's writes go through them, pull-through caching (inside) does not,
+  // and notifications (outside) never tell of a refused write.
+  registry = withPolicies(registry, config);
   // Notifications of pushes, deletes (collections' too) and asked-for pulls, after the response.
   registry = withNotifications(registry, config, { request, url, principal, waitUntil, queue });
-  const response = await router.fetch(request, { registry, config, principal, url, waitUntil });
+  const response = await router.fetch(request, { registry, config, principal, url, waitUntil, bucket });
   if (response) return response;
   const allowed = allowedMethods(router, url.pathname);
   if (allowed.length > 0) {
@@ -113,9 +119,17 @@ function failure(error: unknown, request: Request, url: URL): Response {
   return errorResponse(new RegistryError("UNKNOWN", "internal error; the registry's log has the details"), request.method);
 }
 
+/** The R2 registry's settings: upload part size, and the bounds of a collection's invocation. */
+function registryOptions(config: Config) {
+  return { partSize: config.uploadPartSize, limits: { operations: config.gc.maxOperations, ms: config.gc.maxMs } };
+}
+
 /**
- * A cron trigger's run (off unless `[triggers] crons` is configured): garbage collection of every
- * repository in `GC_MODE`, then removal of abandoned uploads and of upload bytes nothing uses.
+ * A cron trigger's run (off unless `[triggers] crons` is configured): one bounded invocation of
+ * the registry-wide collection kept at `_gc/_runs/scheduled` (every repository in `GC_MODE`,
+ * then abandoned uploads and upload bytes nothing uses). It goes on where the last run stopped;
+ * once that collection is complete, the next run starts a new one (no sooner than `GC_INTERVAL`
+ * after the last started).
  */
 async function scheduled(env: Env): Promise<void> {
   if (!env.REGISTRY) {
@@ -123,17 +137,17 @@ async function scheduled(env: Env): Promise<void> {
     return;
   }
   const config = configFor(env);
-  const registry = new R2Registry(invocationBucket(env.REGISTRY, config.r2Limits), { partSize: config.uploadPartSize });
-  const report = await registry.collectAll({ ...config.gc, dryRun: false });
-  // Its deletes are notified before the run ends (no client waits for it).
+  // One invocation, one bucket (R2_LIMITS counts its subrequests).
+  const bucket = invocationBucket(env.REGISTRY, config.r2Limits);
+  // Tag retention (RETENTION_JSON) first, so the collection below frees what the removed tags held.
+  await scheduledRetention(env, bucket);
+  const registry = new R2Registry(bucket, registryOptions(config));
+  const { mode, graceMs, uploadMaxAgeMs, intervalMs } = config.gc;
+  const report = await registry.collectAll({ mode, graceMs, uploadMaxAgeMs, dryRun: false, cursor: "scheduled", restartAfterMs: intervalMs });
+  // What this invocation deleted is notified before it ends (no client waits for it).
   const sending: Promise<unknown>[] = [];
   notifyScheduledCollection(config, report.repositories, { waitUntil: (p) => sending.push(p), queue: env.NOTIFICATIONS_QUEUE });
-  const manifests = report.repositories.reduce((sum, r) => sum + r.manifests.length, 0);
-  const blobs = report.repositories.reduce((sum, r) => sum + r.blobs.length, 0);
-  console.log(
-    `r2-registry: scheduled gc (${report.mode}) of ${report.repositories.length} repositories: ${manifests} manifests, ${blobs} blobs, ` +
-      `${report.uploads.sessions} abandoned uploads, ${report.uploads.objects + report.orphans.objects} temporary objects, ${report.bytes} bytes freed`,
-  );
+  console.log(`r2-registry: scheduled gc: ${describeRun(report)}`);
   await Promise.allSettled(sending);
 }
 

@@ -4,6 +4,7 @@ import { deleteBlob, getBlob, headBlob } from "./handlers/blobs";
 import { authorize, type Access } from "./auth";
 import { nameParam, type Context, type Handler } from "./handlers/context";
 import { collectRegistry, collectRepository } from "./handlers/gc";
+import { retainEvery, retainOne } from "./handlers/retention";
 import { listRepositories, listTags } from "./handlers/listing";
 import { listReferrers } from "./handlers/referrers";
 import { deleteManifest, getManifest, headManifest, putManifest } from "./handlers/manifests";
@@ -13,14 +14,16 @@ type Route = [method: string, path: string, access: Access, handler: Handler];
 
 /**
  * Every route under `/v2/`, most specific first (`:name+` is greedy and may contain `/`). Garbage
- * collection is a push-level operation; with `dry_run` or `report` its answer lists what the
- * repository holds, so the handler checks pull too (`handlers/gc.ts`).
+ * collection and retention runs are push-level operations; with `dry_run` or `report` their
+ * answers list what the repository holds, so their handlers check pull too (`handlers/gc.ts`,
+ * `handlers/retention.ts`).
  */
 export const ROUTES: Route[] = [
   ["GET", "/v2", "login", apiVersionCheck],
   ["HEAD", "/v2", "login", apiVersionCheck],
   ["GET", "/v2/_catalog", "pull", listRepositories],
   ["POST", "/v2/_gc", "push", collectRegistry],
+  ["POST", "/v2/_retention", "push", retainEvery],
   ["GET", "/v2/:name+/tags/list", "pull", listTags],
   ["GET", "/v2/:name+/manifests/:reference", "pull", getManifest],
   ["HEAD", "/v2/:name+/manifests/:reference", "probe", headManifest],
@@ -36,6 +39,7 @@ export const ROUTES: Route[] = [
   ["HEAD", "/v2/:name+/blobs/:digest", "probe", headBlob],
   ["DELETE", "/v2/:name+/blobs/:digest", "push", deleteBlob],
   ["POST", "/v2/:name+/gc", "push", collectRepository],
+  ["POST", "/v2/:name+/retention", "push", retainOne],
 ];
 
 /** Wraps a handler so it runs only for a principal allowed `access` on the route's repository. */

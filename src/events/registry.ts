@@ -17,6 +17,7 @@ import type { Notifier } from "./notifier";
 export class NotifyingRegistry implements Registry {
   announce?: Registry["announce"];
   hasPushes?: Registry["hasPushes"];
+  tagRecords?: Registry["tagRecords"];
   collect?: (name: string, options: CollectOptions) => Promise<CollectReport>;
   collectAll?: (options: CollectAllOptions) => Promise<CollectAllReport>;
 
@@ -27,6 +28,7 @@ export class NotifyingRegistry implements Registry {
   ) {
     if (inner.announce) this.announce = (name, digests) => inner.announce!(name, digests);
     if (inner.hasPushes) this.hasPushes = (name) => inner.hasPushes!(name);
+    if (inner.tagRecords) this.tagRecords = (name) => inner.tagRecords!(name);
     if (inner.collect) {
       this.collect = async (name, options) => {
         const report = await inner.collect!(name, options);

@@ -2,7 +2,7 @@ import type { IRequest } from "itty-router";
 import type { Principal } from "../auth";
 import type { Config } from "../config";
 import { RegistryError } from "../errors";
-import { parseDigest, type Digest } from "../oci/digest";
+import { requireDigest, type Digest } from "../oci/digest";
 import { requireName } from "../oci/names";
 import type { Registry } from "../registry/registry";
 
@@ -15,6 +15,8 @@ export interface Context {
   url: URL;
   /** Runs work after the response (ExecutionContext.waitUntil). */
   waitUntil(promise: Promise<unknown>): void;
+  /** The bucket, for features that keep their own state in it (retention runs' progress). */
+  bucket?: R2Bucket;
 }
 
 /** A route handler. */
@@ -43,10 +45,7 @@ export function param(request: IRequest, key: string): string {
 
 /** A validated digest route parameter; throws DIGEST_INVALID. */
 export function digestParam(request: IRequest, key = "digest"): Digest {
-  const raw = param(request, key);
-  const digest = parseDigest(raw);
-  if (!digest) throw new RegistryError("DIGEST_INVALID", `invalid digest ${JSON.stringify(raw.slice(0, 200))}`);
-  return digest;
+  return requireDigest(param(request, key));
 }
 
 /** Encodes a repository name for use in a Location header path. */

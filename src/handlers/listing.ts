@@ -7,11 +7,11 @@ import { nameParam, type Handler } from "./context";
 /** Largest page a listing returns. */
 export const MAX_PAGE = 1000;
 
-function pageResponse(url: URL, n: number, page: Page<string>, body: object): Response {
+/** The response of a listing; the next page (if `page.more`) starts after `after`. */
+function pageResponse(url: URL, n: number, page: Page<string>, body: object, after: string | undefined): Response {
   const text = JSON.stringify(body);
   const headers = new Headers({ "Content-Type": "application/json; charset=utf-8" });
-  const last = page.items[page.items.length - 1];
-  if (page.more && last !== undefined) headers.set("Link", linkNext(url, n, last));
+  if (page.more) headers.set("Link", linkNext(url, n, after));
   return new Response(text, { status: 200, headers });
 }
 
@@ -28,14 +28,17 @@ export const listTags: Handler = async (request, { registry, url }) => {
   const { n, last } = parsePage(url, { defaultN: MAX_PAGE, max: MAX_PAGE });
   const page = await registry.listTags(name, { n, last });
   if (!page) throw new RegistryError("NAME_UNKNOWN", `repository ${name} is not known to this registry`, { detail: { name } });
-  return pageResponse(url, n, page, { name, tags: page.items });
+  return pageResponse(url, n, page, { name, tags: page.items }, page.items[page.items.length - 1]);
 };
 
 /** `GET /v2/_catalog?n=&last=`: repository names in lexical order, paginated like tags. */
 export const listRepositories: Handler = async (_request, { registry, url, principal }) => {
   const { n, last } = parsePage(url, { defaultN: MAX_PAGE, max: MAX_PAGE });
   const page = await registry.listRepositories({ n, last });
+  // The next page starts after the last name of this one; a page may have none yet more follow
+  // (the catalog of an older bucket being indexed): the next then starts where this one did.
+  const after = page.items[page.items.length - 1] ?? last;
   // A token limited to some repositories sees only those (pages may then be shorter than n).
   if (principal.repositories) page.items = page.items.filter((name) => mayAccess(principal, "pull", name));
-  return pageResponse(url, n, page, { repositories: page.items });
+  return pageResponse(url, n, page, { repositories: page.items }, after);
 };

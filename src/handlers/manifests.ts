@@ -1,7 +1,7 @@
 import { RegistryError } from "../errors";
 import { digestBytes, looksLikeDigest, parseDigest, type VerifiableAlgorithm } from "../oci/digest";
 import { MAX_MANIFEST_SIZE, parseManifest, type ParsedManifest } from "../oci/manifest";
-import { isTag, parseReference } from "../oci/names";
+import { isTag, parseReference, requirePushName } from "../oci/names";
 import type { ManifestInfo, Registry } from "../registry/registry";
 import { readLimited } from "../streams";
 import { contentLength } from "../http";
@@ -118,7 +118,7 @@ async function requireReferences(registry: Registry, name: string, manifest: Par
  *   --data-binary @manifest.json https://registry.example/v2/foo/manifests/v1
  */
 export const putManifest: Handler = async (request, { registry, url }) => {
-  const name = nameParam(request);
+  const name = requirePushName(nameParam(request), url.host);
   const reference = parseReference(param(request, "reference"));
   const declared = contentLength(request);
   const tooLarge = () =>

@@ -2,8 +2,8 @@ import type { IRequest } from "itty-router";
 import { mayAccess } from "../auth";
 import { RegistryError } from "../errors";
 import { contentLength, parseContentRange } from "../http";
-import { parseDigest } from "../oci/digest";
-import { isName } from "../oci/names";
+import { requireDigest } from "../oci/digest";
+import { isName, requirePushName } from "../oci/names";
 import type { Chunk, UploadStatus } from "../registry/registry";
 import { MIN_CHUNK_SIZE } from "../registry/limits";
 import { nameParam, param, pathOf, type Handler } from "./context";
@@ -51,12 +51,11 @@ function chunkOf(request: IRequest): Chunk {
  * curl -X POST -u user:pass https://registry.example/v2/foo/blobs/uploads/
  */
 export const startUpload: Handler = async (request, { registry, config, url, principal }) => {
-  const name = nameParam(request);
+  const name = requirePushName(nameParam(request), url.host);
   const mount = url.searchParams.get("mount");
   const from = url.searchParams.get("from");
   if (mount && from) {
-    const digest = parseDigest(mount);
-    if (!digest) throw new RegistryError("DIGEST_INVALID", `invalid mount digest ${JSON.stringify(mount.slice(0, 200))}`);
+    const digest = requireDigest(mount, "mount digest");
     // A `from` that is invalid, or that the caller may not pull from, cannot lend the blob: a
     // session is opened instead.
     const mounted = isName(from) && mayAccess(principal, "pull", from) ? await registry.mountBlob(name, digest.value, from) : null;

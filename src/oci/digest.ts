@@ -17,6 +17,14 @@ const REGISTERED: Record<string, RegExp> = {
   sha512: /^[a-f0-9]{128}$/,
 };
 
+/**
+ * Longest digest accepted anywhere (a URL, a query, a manifest's descriptors). The spec's grammar
+ * has no bound, but digests become parts of R2 keys, which are at most 1,024 bytes: the longest,
+ * `<name>/_referrers/<subject digest>/<digest>`, stays under it with two such digests and a name
+ * of 255 characters (see `MAX_KEY_BYTES` in `registry/r2/keys.ts`). sha512 digests have 135.
+ */
+export const MAX_DIGEST_LENGTH = 256;
+
 /** Algorithms this registry can verify content against (R2 checks them on write). */
 export const VERIFIABLE_ALGORITHMS = ["sha256", "sha512"] as const;
 export type VerifiableAlgorithm = (typeof VERIFIABLE_ALGORITHMS)[number];
@@ -28,13 +36,31 @@ export type VerifiableAlgorithm = (typeof VERIFIABLE_ALGORITHMS)[number];
  * parseDigest("sha256:" + "a".repeat(64))?.algorithm; // "sha256"
  */
 export function parseDigest(value: string): Digest | undefined {
-  if (value.length > 1024 || !DIGEST.test(value)) return undefined;
+  if (value.length > MAX_DIGEST_LENGTH || !DIGEST.test(value)) return undefined;
   const colon = value.indexOf(":");
   const algorithm = value.slice(0, colon);
   const encoded = value.slice(colon + 1);
   const shape = REGISTERED[algorithm];
   if (shape && !shape.test(encoded)) return undefined;
   return { algorithm, encoded, value };
+}
+
+/**
+ * Parses a digest a client sent (`what` names where, for the message); throws `DIGEST_INVALID`
+ * saying what is wrong: its length (over {@link MAX_DIGEST_LENGTH}) or its form.
+ *
+ * @example
+ * requireDigest(url.searchParams.get("mount") ?? "", "mount digest");
+ */
+export function requireDigest(value: string, what = "digest"): Digest {
+  const digest = parseDigest(value);
+  if (digest) return digest;
+  const shown = JSON.stringify(value.slice(0, 200));
+  const message =
+    value.length > MAX_DIGEST_LENGTH
+      ? `invalid ${what} ${shown}…: ${value.length} characters, at most ${MAX_DIGEST_LENGTH} are accepted`
+      : `invalid ${what} ${shown}`;
+  throw new RegistryError("DIGEST_INVALID", message, { detail: { digest: value.slice(0, 200) } });
 }
 
 /** True when the string looks like a digest (has the `algo:` form) rather than a tag. */
@@ -51,8 +77,7 @@ export function looksLikeDigest(reference: string): boolean {
  */
 export function requireVerifiableDigest(value: string | null | undefined): Digest & { algorithm: VerifiableAlgorithm } {
   if (!value) throw new RegistryError("DIGEST_INVALID", "a digest query parameter is required");
-  const digest = parseDigest(value);
-  if (!digest) throw new RegistryError("DIGEST_INVALID", `invalid digest ${JSON.stringify(value)}`);
+  const digest = requireDigest(value);
   if (!(VERIFIABLE_ALGORITHMS as readonly string[]).includes(digest.algorithm)) {
     throw new RegistryError("DIGEST_INVALID", `unsupported digest algorithm ${digest.algorithm}: use sha256 or sha512`);
   }

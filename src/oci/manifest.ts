@@ -1,6 +1,6 @@
 import { z } from "zod";
 import { RegistryError } from "../errors";
-import { parseDigest } from "./digest";
+import { MAX_DIGEST_LENGTH, parseDigest, requireDigest } from "./digest";
 import {
   baseMediaType,
   IMAGE_MANIFEST_TYPES,
@@ -13,7 +13,8 @@ import {
 /** Largest manifest accepted, as the spec suggests: 4 MiB. */
 export const MAX_MANIFEST_SIZE = 4 * 1024 * 1024;
 
-const digestString = z.string().refine((d) => parseDigest(d) !== undefined, { message: "invalid digest" });
+// A digest too long to be stored is refused after parsing, as DIGEST_INVALID (see `requireDigest`).
+const digestString = z.string().refine((d) => d.length > MAX_DIGEST_LENGTH || parseDigest(d) !== undefined, { message: "invalid digest" });
 const annotations = z.record(z.string(), z.string());
 
 const descriptor = z.object({
@@ -74,6 +75,11 @@ function invalid(message: string, detail?: unknown): never {
   throw new RegistryError("MANIFEST_INVALID", message, { detail });
 }
 
+/** Refuses (DIGEST_INVALID) a descriptor whose digest is too long to be part of an R2 key. */
+function requireStorableDigests(descriptors: (Descriptor | undefined)[]): void {
+  for (const d of descriptors) if (d && d.digest.length > MAX_DIGEST_LENGTH) requireDigest(d.digest, "digest in the manifest");
+}
+
 function firstIssue(error: z.ZodError): string {
   const issue = error.issues[0];
   if (!issue) return "invalid manifest";
@@ -84,7 +90,8 @@ function firstIssue(error: z.ZodError): string {
 /**
  * Validates a manifest body sent with a PUT. The media type comes from the body's `mediaType`
  * or, when the body has none (it is optional in OCI), from the request's Content-Type.
- * Throws `MANIFEST_INVALID` with a message that says what is wrong.
+ * Throws `MANIFEST_INVALID` with a message that says what is wrong (`DIGEST_INVALID` for a digest
+ * longer than `MAX_DIGEST_LENGTH`, which could not be stored).
  *
  * @example
  * const parsed = parseManifest(bytes, request.headers.get("Content-Type"));
@@ -129,6 +136,7 @@ export function parseManifest(bytes: Uint8Array, contentType: string | null): Pa
     const parsed = imageManifest.safeParse(body);
     if (!parsed.success) invalid(firstIssue(parsed.error));
     const m = parsed.data;
+    requireStorableDigests([m.config, ...m.layers, m.subject]);
     const layers = m.layers.filter((l) => !(l.urls?.length && NON_DISTRIBUTABLE_LAYER_TYPES.has(l.mediaType)));
     const all = [m.config, ...layers];
     return {
@@ -146,6 +154,7 @@ export function parseManifest(bytes: Uint8Array, contentType: string | null): Pa
     const parsed = indexManifest.safeParse(body);
     if (!parsed.success) invalid(firstIssue(parsed.error));
     const m = parsed.data;
+    requireStorableDigests([...m.manifests, m.subject]);
     return {
       mediaType,
       bytes,
@@ -160,27 +169,45 @@ export function parseManifest(bytes: Uint8Array, contentType: string | null): Pa
   return invalid(`unsupported manifest media type ${mediaType}`);
 }
 
+/** What a stored manifest refers to. */
+export interface References {
+  blobs: string[];
+  manifests: string[];
+  subject?: string;
+}
+
 /**
  * Reads the references of a stored manifest (any schema, including schema 1) for collection and
- * checks. Returns empty lists for bytes it cannot read.
+ * checks; undefined for bytes that are not a JSON object (what they refer to cannot be known).
  *
  * @example
- * const { blobs, manifests } = referencesOf(storedBytes);
+ * const refs = parseReferences(storedBytes); // undefined: corrupt
  */
-export function referencesOf(bytes: Uint8Array): { blobs: string[]; manifests: string[]; subject?: string } {
+export function parseReferences(bytes: Uint8Array): References | undefined {
   let body: any;
   try {
     body = JSON.parse(new TextDecoder().decode(bytes));
   } catch {
-    return { blobs: [], manifests: [] };
+    return undefined;
   }
+  if (typeof body !== "object" || body === null || Array.isArray(body)) return undefined;
   const digests = (list: unknown, key: string): string[] =>
     Array.isArray(list) ? list.map((d) => d?.[key]).filter((d): d is string => typeof d === "string") : [];
   const blobs = [
-    ...(typeof body?.config?.digest === "string" ? [body.config.digest as string] : []),
-    ...digests(body?.layers, "digest"),
-    ...digests(body?.fsLayers, "blobSum"),
+    ...(typeof body.config?.digest === "string" ? [body.config.digest as string] : []),
+    ...digests(body.layers, "digest"),
+    ...digests(body.fsLayers, "blobSum"),
   ];
-  const subject = typeof body?.subject?.digest === "string" ? (body.subject.digest as string) : undefined;
-  return { blobs, manifests: digests(body?.manifests, "digest"), subject };
+  const subject = typeof body.subject?.digest === "string" ? (body.subject.digest as string) : undefined;
+  return { blobs, manifests: digests(body.manifests, "digest"), ...(subject ? { subject } : {}) };
+}
+
+/**
+ * {@link parseReferences}, with empty lists for bytes it cannot read.
+ *
+ * @example
+ * const { blobs, manifests } = referencesOf(storedBytes);
+ */
+export function referencesOf(bytes: Uint8Array): References {
+  return parseReferences(bytes) ?? { blobs: [], manifests: [] };
 }

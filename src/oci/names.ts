@@ -1,12 +1,26 @@
 import { RegistryError } from "../errors";
-import { looksLikeDigest, parseDigest, type Digest } from "./digest";
+import { looksLikeDigest, requireDigest, type Digest } from "./digest";
 
 // OCI Distribution Spec: <name> components, separated by "/".
 const COMPONENT = /^[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*$/;
 const TAG = /^[a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}$/;
 
-/** Longest repository name accepted (CNCF distribution's limit). */
+/** Longest tag: the spec's grammar allows 128 characters. */
+export const MAX_TAG_LENGTH = 128;
+
+/**
+ * Longest repository name accepted (CNCF distribution's limit). The spec adds that many clients
+ * limit `<host>/<name>` to 255 characters (see {@link requirePushName}). Names, tags and digests
+ * together stay within R2's 1,024-byte keys: see `MAX_KEY_BYTES` in `registry/r2/keys.ts`.
+ */
 export const MAX_NAME_LENGTH = 255;
+
+/**
+ * Longest `<host>/<name>` many clients accept: "Many clients impose a limit of 255 characters on
+ * the length of the concatenation of the registry hostname (and optional port), `/`, and `<name>`
+ * value" (OCI Distribution Spec v1.1, "Pulling manifests"; registries should avoid such names).
+ */
+export const MAX_HOST_AND_NAME_LENGTH = 255;
 
 /** True for a repository name that follows the spec's grammar. */
 export function isName(name: string): boolean {
@@ -31,6 +45,28 @@ export function requireName(name: string): string {
   return name;
 }
 
+/**
+ * Validates the name of a repository being pushed to, as {@link requireName} does, and that
+ * `<host>/<name>` fits the 255 characters many clients allow (the spec asks registries to avoid
+ * longer ones): a repository those clients could not pull is refused before anything is stored.
+ * Reads are not checked, so repositories already stored stay readable.
+ *
+ * @example
+ * requirePushName("team/app", "registry.example.org:5000"); // ok: 25 + 1 + 8 characters
+ */
+export function requirePushName(name: string, host: string): string {
+  requireName(name);
+  const room = MAX_HOST_AND_NAME_LENGTH - host.length - 1;
+  if (name.length > room) {
+    throw new RegistryError(
+      "NAME_INVALID",
+      `repository name of ${name.length} characters: with this registry's host ${host} it may have at most ${Math.max(0, room)} (many clients allow 255 characters for <host>/<name>)`,
+      { detail: { name: name.slice(0, 300) } },
+    );
+  }
+  return name;
+}
+
 /** True for a valid tag. */
 export function isTag(reference: string): boolean {
   return TAG.test(reference);
@@ -46,11 +82,7 @@ export type Reference = { kind: "tag"; tag: string } | { kind: "digest"; digest:
  * parseReference("latest"); // { kind: "tag", tag: "latest" }
  */
 export function parseReference(reference: string): Reference {
-  if (looksLikeDigest(reference)) {
-    const digest = parseDigest(reference);
-    if (!digest) throw new RegistryError("DIGEST_INVALID", `invalid digest ${JSON.stringify(reference.slice(0, 200))}`);
-    return { kind: "digest", digest };
-  }
+  if (looksLikeDigest(reference)) return { kind: "digest", digest: requireDigest(reference) };
   if (!isTag(reference)) {
     throw new RegistryError(
       "TAG_INVALID",

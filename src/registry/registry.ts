@@ -55,6 +55,31 @@ export interface PutManifestOptions {
    * count as holding pushes (see {@link Registry.hasPushes}) for it.
    */
   cached?: boolean;
+  /**
+   * Tags (among those being written) to write only if they do not exist yet, atomically: an
+   * immutable tag is created once and never overwritten. Those that existed are left as they were
+   * and listed in {@link PutManifestResult.notCreated}.
+   */
+  createOnly?: readonly string[];
+}
+
+/** What a manifest push stored. */
+export interface PutManifestResult extends ManifestInfo {
+  /** Tags of {@link PutManifestOptions.createOnly} that already existed, so were not written. */
+  notCreated?: string[];
+}
+
+/** A tag, the manifest it points at, and when it was last pushed. */
+export interface TagRecord {
+  tag: string;
+  digest: string;
+  /** The manifest's media type. */
+  mediaType: string;
+  /**
+   * When a client last pushed a manifest under the tag (the same digest again included), or an
+   * upstream's manifest was cached under it.
+   */
+  pushed: Date;
 }
 
 /** One page of a listing. */
@@ -128,7 +153,7 @@ export interface Registry {
   /** A manifest's identity by tag or digest, or `null`. */
   statManifest(name: string, reference: string): Promise<ManifestInfo | null>;
   /** Stores a validated manifest under its digest and, when `tag` is given, that tag. */
-  putManifest(name: string, manifest: ParsedManifest, digest: string, tags: string[], options?: PutManifestOptions): Promise<ManifestInfo>;
+  putManifest(name: string, manifest: ParsedManifest, digest: string, tags: string[], options?: PutManifestOptions): Promise<PutManifestResult>;
   /** Deletes a tag, or a digest and every tag pointing at it; false if unknown. */
   deleteManifest(name: string, reference: string): Promise<boolean>;
 
@@ -139,6 +164,12 @@ export interface Registry {
    * a repository unless told to. Absent: every repository counts as pushed.
    */
   hasPushes?(name: string): Promise<boolean>;
+
+  /**
+   * Every tag of a repository with its digest and push time, in lexical order (what tag policies
+   * judge). Absent: the storage cannot tell when tags were pushed.
+   */
+  tagRecords?(name: string): AsyncIterable<TagRecord>;
 
   /** Tags of a repository in lexical order, or `null` if the repository is unknown. */
   listTags(name: string, page: PageRequest): Promise<Page<string> | null>;
@@ -153,9 +184,9 @@ export interface Registry {
    * The push releases it once its manifest is stored or refused.
    */
   announce?(name: string, digests: string[]): Promise<{ release(): Promise<void> }>;
-  /** Garbage collection of one repository. */
+  /** Garbage collection of one repository, one bounded invocation of it (`cursor` continues one). */
   collect?(name: string, options: CollectOptions): Promise<CollectReport>;
-  /** Garbage collection of every repository, abandoned uploads and unused upload bytes. */
+  /** Garbage collection of every repository, abandoned uploads and unused upload bytes, likewise. */
   collectAll?(options: CollectAllOptions): Promise<CollectAllReport>;
 
   /**

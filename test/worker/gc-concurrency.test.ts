@@ -72,7 +72,9 @@ class Scenario {
   readonly layers: Blob[] = [];
   readonly variants: Blob[][] = [];
   readonly pushed: Pushed[] = [];
-  stats = { pushes: 0, retries: 0, collections: 0, collectionsRefused: 0, blobsCollected: 0, manifestsCollected: 0, mounts: 0, chunked: 0, blobsChecked: 0, manifestsChecked: 0 };
+  stats = { pushes: 0, retries: 0, collections: 0, collectionsRefused: 0, continued: 0, blobsCollected: 0, manifestsCollected: 0, mounts: 0, chunked: 0, blobsChecked: 0, manifestsChecked: 0 };
+  /** Collections a small budget cut short, to be continued later (their `Link`s), pushes going on meanwhile. */
+  private unfinished: string[] = [];
   private serial = 0;
 
   constructor(
@@ -82,8 +84,8 @@ class Scenario {
     private readonly bucket: R2Bucket,
   ) {}
 
-  private call(path: string, init: RequestInit = {}): Promise<Response> {
-    return call(path, { ...init, env: { REGISTRY: this.bucket } });
+  private call(path: string, init: RequestInit = {}, vars: Record<string, string> = {}): Promise<Response> {
+    return call(path, { ...init, env: { REGISTRY: this.bucket, ...vars } });
   }
 
   private putManifest(name: string, reference: string, text: string, contentType = OCI_MANIFEST): Promise<Response> {
@@ -280,17 +282,30 @@ class Scenario {
     }
   }
 
+  /**
+   * A collection of one repository or of all; some with a budget too small to finish (40 R2
+   * calls), continued by a later call, so pushes land between their marking and their sweeps.
+   */
   async collect(): Promise<void> {
     const wide = this.rng.chance(0.1);
     const mode = this.rng.chance(0.5) ? "untagged" : "unreferenced";
-    const path = wide ? `/v2/_gc?mode=${mode}&grace=0&report=true` : `/v2/${this.repo(this.rng.pick(this.repos))}/gc?mode=${mode}&grace=0&report=true`;
-    const response = await this.call(path, { method: "POST" });
+    const continued = this.unfinished.length > 0 && this.rng.chance(0.5);
+    const path = continued
+      ? this.unfinished.shift()!
+      : wide
+        ? `/v2/_gc?mode=${mode}&grace=0&report=true`
+        : `/v2/${this.repo(this.rng.pick(this.repos))}/gc?mode=${mode}&grace=0&report=true`;
+    const response = await this.call(path, { method: "POST" }, this.rng.chance(0.4) ? { GC_MAX_OPERATIONS: "40" } : {});
     if (response.status === 503) {
       this.stats.collectionsRefused++;
+      if (continued) this.unfinished.push(path);
       return;
     }
     expect(response.status, await response.clone().text()).toBe(200);
     this.stats.collections++;
+    if (continued) this.stats.continued++;
+    const next = /^<([^>]+)>; rel="next"$/.exec(response.headers.get("Link") ?? "")?.[1];
+    if (next) this.unfinished.push(next);
     type Counts = { manifests: unknown[]; blobs: unknown[] };
     const report = (await response.json()) as Counts & { repositories?: Counts[] };
     for (const r of report.repositories ?? [report]) {

@@ -3,9 +3,10 @@ import worker from "../../src/index";
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import { parseConfig } from "../../src/config";
 import type { Env } from "../../src/env";
-import { clearUpstreamTokens, Upstream } from "../../src/registry/proxy";
+import { clearUpstreamTokens, ProxyRegistry, Upstream } from "../../src/registry/proxy";
+import { R2Registry } from "../../src/registry/r2";
 import { parseChallenges } from "../../src/registry/proxy/challenge";
-import { boundedTee } from "../../src/registry/proxy/tee";
+import { copyTee } from "../../src/registry/proxy/tee";
 import {
   basic,
   bodyBytes,
@@ -327,7 +328,7 @@ describe("pull-through from Docker Hub (anonymous bearer)", () => {
     expect((await pull(`/v2/${name}/blobs/${img.layer.digest}`, undefined)).status).toBe(200);
   });
 
-  it("serves a range of an uncached blob without waiting for a copy: cut from the whole answer, which is cached meanwhile", async () => {
+  it("serves a range of an uncached blob cut from the whole answer, without copying it (a later whole pull does)", async () => {
     const name = officialName();
     const img = await image(12);
     // This upstream ignores Range and answers the whole blob.
@@ -336,7 +337,9 @@ describe("pull-through from Docker Hub (anonymous bearer)", () => {
     expect(res.status).toBe(206);
     expect(res.headers.get("Content-Range")).toBe(`bytes 10-19/${img.layer.bytes.byteLength}`);
     expect(await bodyBytes(res)).toEqual(img.layer.bytes.slice(10, 20));
-    // The copy finished in the background: the blob is served without REGISTRIES_JSON.
+    expect((await pull(`/v2/${name}/blobs/${img.layer.digest}`, undefined)).status).toBe(404);
+    // A whole pull caches it: it is then served without REGISTRIES_JSON.
+    expect(await bodyBytes(await pull(`/v2/${name}/blobs/${img.layer.digest}`, HUB_JSON))).toEqual(img.layer.bytes);
     const cached = await pull(`/v2/${name}/blobs/${img.layer.digest}`, undefined);
     expect(cached.status).toBe(200);
     expect(await bodyBytes(cached)).toEqual(img.layer.bytes);
@@ -882,7 +885,7 @@ describe("pull-through caching", () => {
   });
 });
 
-describe("bounded tee", () => {
+describe("the client-first tee", () => {
   function chunks(count: number, size: number): ReadableStream<Uint8Array> {
     let sent = 0;
     return new ReadableStream<Uint8Array>({
@@ -904,20 +907,32 @@ describe("bounded tee", () => {
     }
   }
 
-  it("holds the fast branch back while the slow one has more than the limit queued", async () => {
-    const [fast, slow] = boundedTee(chunks(20, 1000), 3000);
-    let fastRead = 0;
-    const fastDone = drain(fast, () => (fastRead += 1000));
-    await new Promise((resolve) => setTimeout(resolve, 50));
-    expect(fastRead).toBeLessThanOrEqual(5000);
-    expect(await drain(slow)).toBe(20_000);
-    expect(await fastDone).toBe(20_000);
+  it("never holds the client back: a copy more than the lag behind is abandoned, the client reads on", async () => {
+    const tee = copyTee(chunks(20, 1000), 3000);
+    expect(await drain(tee.client)).toBe(20_000); // nobody reads the copy
+    await expect(drain(tee.copy)).rejects.toThrow("the copy fell more than 3000 bytes behind the client");
+    expect(await tee.clientEnd).toBe("ended");
   });
 
-  it("a cancelled branch does not hold the other back", async () => {
-    const [a, b] = boundedTee(chunks(20, 1000), 1000);
-    await b.cancel();
-    expect(await drain(a)).toBe(20_000);
+  it("holds the copy back while the client is the lag behind it", async () => {
+    const tee = copyTee(chunks(20, 1000), 3000);
+    let copied = 0;
+    const copyDone = drain(tee.copy, () => (copied += 1000));
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    expect(copied).toBeLessThanOrEqual(5000);
+    expect(await drain(tee.client)).toBe(20_000);
+    expect(await copyDone).toBe(20_000);
+  });
+
+  it("a client that goes away lets the copy read alone, or abandon", async () => {
+    const tee = copyTee(chunks(20, 1000), 1000);
+    await tee.client.cancel();
+    expect(await tee.clientEnd).toBe("cancelled");
+    expect(await drain(tee.copy)).toBe(20_000);
+    const other = copyTee(chunks(20, 1000), 1000);
+    await other.client.cancel();
+    other.abandon(new Error("the client went away"));
+    await expect(drain(other.copy)).rejects.toThrow("the client went away");
   });
 
   it("passes a source error to both branches", async () => {
@@ -928,9 +943,10 @@ describe("bounded tee", () => {
         else controller.enqueue(new Uint8Array(10));
       },
     });
-    const [a, b] = boundedTee(source, 1000);
-    await expect(drain(a)).rejects.toThrow("connection reset");
-    await expect(drain(b)).rejects.toThrow("connection reset");
+    const tee = copyTee(source, 1000);
+    await expect(drain(tee.client)).rejects.toThrow("connection reset");
+    await expect(drain(tee.copy)).rejects.toThrow("connection reset");
+    expect(await tee.clientEnd).toBe("failed");
   });
 });
 
@@ -954,7 +970,7 @@ describe("large blobs", () => {
     expect(cached.headers.get("Content-Length")).toBe(String(12 * 1024 * 1024));
     expect(await sha256(await bodyBytes(cached))).toBe(img.layer.digest);
   });
-  it("streams a blob an upstream sends without its length at once, and caches it (verified) meanwhile", async () => {
+  it("streams a blob an upstream sends without its length at once, and does not copy it (it could not be written in one put)", async () => {
     const local = uniqueName("big");
     const img = await image(52, 12 * 1024 * 1024 + 5);
     // No Content-Length: the body is a stream of 1 MiB chunks.
@@ -975,11 +991,8 @@ describe("large blobs", () => {
     expect(res.headers.get("Content-Length")).toBeNull();
     expect(await sha256(await bodyBytes(res))).toBe(img.layer.digest);
     await waitOnExecutionContext(ctx);
-    routes = {};
-    const cached = await pull(`/v2/${local}/blobs/${img.layer.digest}`, upstreams);
-    expect(cached.status).toBe(200);
-    expect(cached.headers.get("Content-Length")).toBe(String(img.layer.bytes.byteLength));
-    expect(await sha256(await bodyBytes(cached))).toBe(img.layer.digest);
+    expect((await pull(`/v2/${local}/blobs/${img.layer.digest}`, undefined)).status).toBe(404);
+    expect(await keysUnder(`${local}/`)).toEqual([]);
   });
 
   it("does not cache a blob an upstream sends without its length when its bytes do not match the digest", async () => {
@@ -1046,5 +1059,208 @@ describe("a reference that is neither a tag nor a digest", () => {
     }
     expect(seen).toEqual([]);
     expect(await keysUnder(`${local}/`)).toEqual([]);
+  });
+});
+
+// ---- Copies into R2 within the platform's time ----
+
+/** A blob body the test controls: `at` bytes at once, the rest once `release()` is called. */
+function pausedBody(bytes: Uint8Array, at: number): { body: ReadableStream<Uint8Array>; release: () => void; cancelled: Promise<unknown> } {
+  let release = () => {};
+  const released = new Promise<void>((resolve) => (release = resolve));
+  let onCancel: (reason: unknown) => void = () => {};
+  const cancelled = new Promise<unknown>((resolve) => (onCancel = resolve));
+  let sent = 0;
+  const body = new ReadableStream<Uint8Array>({
+    async pull(controller) {
+      if (sent >= bytes.byteLength) return controller.close();
+      if (sent >= at) await released;
+      const end = Math.min(bytes.byteLength, sent + 256 * 1024, sent < at ? at : Infinity);
+      controller.enqueue(bytes.slice(sent, end));
+      sent = end;
+    },
+    cancel: (reason) => onCancel(reason),
+  });
+  return { body, release, cancelled };
+}
+
+/** Resolves with `promise`'s value, or rejects when it takes longer than `ms`. */
+function within<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
+  return Promise.race([promise, new Promise<never>((_, reject) => setTimeout(() => reject(new Error(`${what}: not within ${ms} ms`)), ms))]);
+}
+
+/** Reads `n` bytes of a response body (and keeps the reader). */
+async function readSome(reader: ReadableStreamDefaultReader<Uint8Array>, n: number): Promise<Uint8Array> {
+  const parts: Uint8Array[] = [];
+  let got = 0;
+  while (got < n) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    parts.push(value);
+    got += value.byteLength;
+  }
+  const out = new Uint8Array(got);
+  let at = 0;
+  for (const p of parts) {
+    out.set(p, at);
+    at += p.byteLength;
+  }
+  return out;
+}
+
+/** The bucket's keys a cut-off copy could leave behind: the repository's, uploads' and upload bytes'. */
+async function leftoverKeys(name: string): Promise<string[]> {
+  return [...(await keysUnder(`${name}/`)), ...(await keysUnder("_uploads/")), ...(await keysUnder("_data/"))];
+}
+
+/**
+ * Notes those keys now; `added()` lists the ones written since.
+ *
+ * @example
+ * const leftovers = await watchKeys(name);
+ * expect(await leftovers.added()).toEqual([]);
+ */
+async function watchKeys(name: string): Promise<{ added(): Promise<string[]> }> {
+  const before = new Set(await leftoverKeys(name));
+  return { added: async () => (await leftoverKeys(name)).filter((key) => !before.has(key)) };
+}
+
+/** The test bucket, with blob writes that start only after `gate` (when given) and `delayMs` more. */
+function slowBucket(delayMs: number, gate?: Promise<void>): R2Bucket {
+  const bucket = env.REGISTRY;
+  return new Proxy(bucket, {
+    get(target, property) {
+      if (property !== "put") {
+        const value = Reflect.get(target, property) as unknown;
+        return typeof value === "function" ? (value as (...a: unknown[]) => unknown).bind(target) : value;
+      }
+      return async (key: string, value: ReadableStream | string, options?: R2PutOptions) => {
+        if (key.includes("/blobs/")) {
+          await gate;
+          await new Promise((resolve) => setTimeout(resolve, delayMs));
+        }
+        return target.put(key, value, options);
+      };
+    },
+  });
+}
+
+describe("pull-through copies within the platform's time", () => {
+  const upstreams = JSON.stringify([{ registry: "https://up.example" }]);
+
+  it("a range of a blob the upstream sends whole without its length is passed through at once, nothing copied", async () => {
+    const local = uniqueName("range");
+    const img = await image(81, 3 * 1024 * 1024);
+    const leftovers = await watchKeys(local);
+    let paused: ReturnType<typeof pausedBody> | undefined;
+    routes["https://up.example"] = () => {
+      paused = pausedBody(img.layer.bytes, 1024 * 1024);
+      return new Response(paused.body); // ignores Range, no Content-Length
+    };
+    const ctx = createExecutionContext();
+    const request = new Request(`${ORIGIN}/v2/${local}/blobs/${img.layer.digest}`, { headers: { Authorization: RW, Range: "bytes=100-199" } });
+    // Answered while the upstream still holds back most of the blob: nothing waits for a copy.
+    const res = await within(worker.fetch(request, { ...env, REGISTRIES_JSON: upstreams } as Env, ctx), 2000, "the answer");
+    expect(res.status).toBe(200); // a server may answer a range with the whole body
+    const reader = res.body!.getReader();
+    expect((await within(readSome(reader, 1024 * 1024), 2000, "the first MiB")).slice(0, 10)).toEqual(img.layer.bytes.slice(0, 10));
+    paused!.release();
+    while (!(await reader.read()).done);
+    await waitOnExecutionContext(ctx);
+    expect(await leftovers.added()).toEqual([]);
+  });
+
+  it("a blob of unknown length reaches the client as the upstream sends it, without waiting for the rest", async () => {
+    const local = uniqueName("unknown");
+    const img = await image(82, 3 * 1024 * 1024);
+    const leftovers = await watchKeys(local);
+    const paused = pausedBody(img.layer.bytes, 1024 * 1024);
+    routes["https://up.example"] = () => new Response(paused.body);
+    const ctx = createExecutionContext();
+    const request = new Request(`${ORIGIN}/v2/${local}/blobs/${img.layer.digest}`, { headers: { Authorization: RW } });
+    const res = await within(worker.fetch(request, { ...env, REGISTRIES_JSON: upstreams } as Env, ctx), 2000, "the answer");
+    const reader = res.body!.getReader();
+    expect(await sha256(await within(readSome(reader, 1024 * 1024), 2000, "the first MiB"))).toBe(await sha256(img.layer.bytes.slice(0, 1024 * 1024)));
+    paused.release();
+    while (!(await reader.read()).done);
+    await waitOnExecutionContext(ctx);
+    expect(await leftovers.added()).toEqual([]);
+  });
+
+  it("a client that goes away mid-blob leaves nothing stored, and the next whole pull caches the blob", async () => {
+    const local = uniqueName("gone");
+    const img = await image(83, 3 * 1024 * 1024);
+    const leftovers = await watchKeys(local);
+    const paused = pausedBody(img.layer.bytes, 1024 * 1024);
+    routes["https://up.example"] = () => new Response(paused.body, { headers: { "Content-Length": String(img.layer.bytes.byteLength) } });
+    const ctx = createExecutionContext();
+    const request = new Request(`${ORIGIN}/v2/${local}/blobs/${img.layer.digest}`, { headers: { Authorization: RW } });
+    const res = await worker.fetch(request, { ...env, REGISTRIES_JSON: upstreams } as Env, ctx);
+    const reader = res.body!.getReader();
+    await readSome(reader, 512 * 1024);
+    await reader.cancel(new Error("client disconnected"));
+    // The copy is abandoned: the upstream is let go of, the R2 write fails, nothing is published.
+    await within(paused.cancelled, 2000, "letting go of the upstream");
+    await waitOnExecutionContext(ctx);
+    expect(await leftovers.added()).toEqual([]);
+    expect((await pull(`/v2/${local}/blobs/${img.layer.digest}`, undefined)).status).toBe(404);
+
+    routes["https://up.example"] = fakeRegistry({ repo: local, image: img });
+    expect(await sha256(await bodyBytes(await pull(`/v2/${local}/blobs/${img.layer.digest}`, upstreams)))).toBe(img.layer.digest);
+    routes = {};
+    const cached = await pull(`/v2/${local}/blobs/${img.layer.digest}`, undefined);
+    expect(cached.status).toBe(200);
+    expect(await sha256(await bodyBytes(cached))).toBe(img.layer.digest);
+  });
+
+  it("a blob over REGISTRIES_COPY_MAX_SIZE is served but not cached; one within it is", async () => {
+    const local = uniqueName("bound");
+    const [small, big] = [await image(84, 1000), await image(85, 3000)];
+    routes["https://up.example"] = fakeRegistry({ repo: local, image: big, tags: { small } });
+    const bound = { REGISTRIES_COPY_MAX_SIZE: "2000" };
+    const log = vi.spyOn(console, "log").mockImplementation(() => undefined);
+    const res = await pull(`/v2/${local}/blobs/${big.layer.digest}`, upstreams, bound);
+    expect(res.status).toBe(200);
+    expect(res.headers.get("Content-Length")).toBe("3000");
+    expect(await bodyBytes(res)).toEqual(big.layer.bytes);
+    expect(log.mock.calls.some(([line]) => /served but not cached: it is larger than the 2000 bytes/.test(String(line)))).toBe(true);
+    expect(await bodyBytes(await pull(`/v2/${local}/blobs/${small.layer.digest}`, upstreams, bound))).toEqual(small.layer.bytes);
+    expect((await pull(`/v2/${local}/blobs/${big.layer.digest}`, undefined)).status).toBe(404);
+    expect((await pull(`/v2/${local}/blobs/${small.layer.digest}`, undefined)).status).toBe(200);
+    expect(parseConfig({ REGISTRIES_COPY_MAX_SIZE: String(6 * 1024 ** 3) }).warnings).toEqual([expect.stringMatching(/more than one R2 write takes; using/)]);
+  });
+
+  it("a slow R2 write never holds the client back: the copy falling 16 MiB behind is abandoned", async () => {
+    const local = uniqueName("slow");
+    const img = await image(86, 20 * 1024 * 1024);
+    const leftovers = await watchKeys(local);
+    routes["https://up.example"] = fakeRegistry({ repo: local, image: img });
+    let open = () => {};
+    const gate = new Promise<void>((resolve) => (open = resolve));
+    const ctx = createExecutionContext();
+    const request = new Request(`${ORIGIN}/v2/${local}/blobs/${img.layer.digest}`, { headers: { Authorization: RW } });
+    const res = await worker.fetch(request, { ...env, REGISTRY: slowBucket(1, gate), REGISTRIES_JSON: upstreams } as Env, ctx);
+    // The whole blob, while the R2 write has not started.
+    expect(await sha256(await within(bodyBytes(res), 5000, "the whole blob"))).toBe(img.layer.digest);
+    open();
+    await waitOnExecutionContext(ctx);
+    expect(await leftovers.added()).toEqual([]);
+  });
+
+  it("a copy not done within the time after the client's last byte is abandoned, storing nothing", async () => {
+    const local = uniqueName("tail");
+    const img = await image(87, 3 * 1024 * 1024);
+    const leftovers = await watchKeys(local);
+    routes["https://up.example"] = fakeRegistry({ repo: local, image: img });
+    const background: Promise<unknown>[] = [];
+    const registry = new ProxyRegistry(new R2Registry(slowBucket(200)), [new Upstream({ registry: "https://up.example", origin: "https://up.example", prefix: "", dockerHub: false })], {
+      waitUntil: (promise) => background.push(promise),
+      copy: { tailMs: 50 },
+    });
+    const blob = await registry.getBlob(local, img.layer.digest);
+    expect(await sha256(await bodyBytes(new Response(blob!.body)))).toBe(img.layer.digest);
+    await Promise.all(background);
+    expect(await leftovers.added()).toEqual([]);
+    expect(await registry.withoutUpstreams().statBlob(local, img.layer.digest)).toBeNull();
   });
 });

@@ -1,8 +1,12 @@
 import type { Env } from "../../env";
 import { isName } from "../../oci/names";
+import { DEFAULT_COPY_MAX_SIZE, MAX_COPY_SIZE } from "./copy";
 import { DEFAULT_UPSTREAM_TIMEOUT_MS, type UpstreamConfig } from "./upstream";
 
-/** Pull-through settings parsed from `REGISTRIES_JSON`, `REGISTRIES_TAG_TTL`, `REGISTRIES_TIMEOUT`. */
+/**
+ * Pull-through settings parsed from `REGISTRIES_JSON`, `REGISTRIES_TAG_TTL`, `REGISTRIES_TIMEOUT`,
+ * `REGISTRIES_COPY_MAX_SIZE`.
+ */
 export interface PullThroughConfig {
   /** Usable upstreams, in the order they are tried. */
   upstreams: UpstreamConfig[];
@@ -10,6 +14,8 @@ export interface PullThroughConfig {
   tagTtl: number | undefined;
   /** Bound on waiting for an upstream's response headers, in milliseconds. */
   timeoutMs: number;
+  /** Largest blob a pull copies into R2 (`REGISTRIES_COPY_MAX_SIZE`), when set. */
+  copyMaxSize?: number;
 }
 
 const DOCKER_HUB_HOSTS = new Set(["docker.io", "index.docker.io", "registry-1.docker.io"]);
@@ -116,5 +122,16 @@ export function parseRegistries(env: Env, warnings: string[]): PullThroughConfig
     if (seconds === undefined || seconds === 0) warnings.push(`REGISTRIES_TIMEOUT must be a positive number of seconds; using ${DEFAULT_UPSTREAM_TIMEOUT_MS / 1000}`);
     else timeoutMs = seconds * 1000;
   }
-  return { upstreams, tagTtl, timeoutMs };
+  let copyMaxSize: number | undefined;
+  if (env.REGISTRIES_COPY_MAX_SIZE !== undefined && env.REGISTRIES_COPY_MAX_SIZE !== "") {
+    const raw = String(env.REGISTRIES_COPY_MAX_SIZE).trim();
+    const bytes = /^\d{1,16}$/.test(raw) ? Number(raw) : NaN;
+    if (Number.isNaN(bytes)) {
+      warnings.push(`REGISTRIES_COPY_MAX_SIZE must be a whole number of bytes, got ${JSON.stringify(raw)}; using ${DEFAULT_COPY_MAX_SIZE}`);
+    } else if (bytes > MAX_COPY_SIZE) {
+      warnings.push(`REGISTRIES_COPY_MAX_SIZE of ${bytes} bytes is more than one R2 write takes; using ${MAX_COPY_SIZE}`);
+      copyMaxSize = MAX_COPY_SIZE;
+    } else copyMaxSize = bytes;
+  }
+  return { upstreams, tagTtl, timeoutMs, ...(copyMaxSize !== undefined ? { copyMaxSize } : {}) };
 }

@@ -15,10 +15,12 @@ import type {
   ReferrersRequest,
   Registry,
 } from "../registry";
-import { boundedTee } from "./tee";
+import { copyTee, type CopyTee } from "./tee";
+import { DEFAULT_COPY_LIMITS, guardCopy, notCopied, type CopyLimits } from "./copy";
 import { RegistryError } from "../../errors";
 import { sliceStream } from "../../streams";
 import { resolveRange } from "../r2/blobs";
+import { keys } from "../r2/keys";
 import { UpstreamError, type Upstream } from "./upstream";
 import { upstreamFailure, upstreamsFor } from "./routing";
 import { readManifest, type Fetched } from "./manifest";
@@ -34,12 +36,12 @@ export interface ProxyOptions {
   bucket?: R2Bucket;
   /** Default seconds after which a tag cached from an upstream is checked again; none: never. */
   tagTtl?: number;
+  /** When blobs are copied into R2 and for how long (see {@link CopyLimits}); defaults otherwise. */
+  copy?: Partial<CopyLimits>;
 }
 
 /** Marker of a tag cached from an upstream: which upstream; its `uploaded` time is the last check. */
-function tagMarkerKey(name: string, tag: string): string {
-  return `_pullthrough/tags/${name}/${tag}`;
-}
+const tagMarkerKey = keys.pullThroughTag;
 
 /** The `Range` header value of a range request. */
 function rangeHeader(range: RangeRequest): string {
@@ -54,9 +56,6 @@ function parseServedRange(header: string | null): { start: number; end: number; 
   const [start, end, size] = [Number(match[1]), Number(match[2]), Number(match[3])];
   return start <= end && end < size ? { start, end, size } : undefined;
 }
-
-/** Most bytes one side of a blob being streamed and cached may run ahead of the other. */
-const TEE_LIMIT = 8 * 1024 * 1024;
 
 /** Blob copies in flight in this isolate, so concurrent pulls of one blob store it once. */
 const copying = new Map<string, Promise<void>>();
@@ -90,19 +89,24 @@ interface Ask {
  * pushes), in order. Only a 404 moves on to the next upstream: one that fails, is slow or
  * answers garbage fails the request with a 502/504 naming it, so a private upstream that is down
  * never lets a public one answer for its names. Manifests are verified against their digest and
- * stored under the tag and the digest; blobs are streamed to the client while a copy goes into
- * the local registry in the background (published only once its digest verifies). Writes go to
- * the local registry only.
+ * stored under the tag and the digest; whole blobs of known length are streamed to the client
+ * while a copy goes into the local registry (published only once its digest verifies, and only
+ * within the platform's time: see `copy.ts`); ranges and blobs of unknown length are passed
+ * through uncopied. Writes go to the local registry only.
  *
  * @example
  * const registry = new ProxyRegistry(new R2Registry(env.REGISTRY), [new Upstream(config)], { waitUntil: (p) => ctx.waitUntil(p) });
  */
 export class ProxyRegistry implements Registry {
+  private readonly copyLimits: CopyLimits;
+
   constructor(
     private readonly local: Registry,
     private readonly upstreams: Upstream[],
     private readonly options: ProxyOptions,
-  ) {}
+  ) {
+    this.copyLimits = { ...DEFAULT_COPY_LIMITS, ...options.copy };
+  }
 
   /**
    * The upstreams that may fill `name`: routed by namespace, and only `fill_local` ones when the
@@ -154,64 +158,68 @@ export class ProxyRegistry implements Registry {
   }
 
   private async blobFrom(upstream: Upstream, name: string, digest: string, range: RangeRequest | undefined): Promise<BlobContent | null> {
-    const algorithm = verifiable(digest);
     const response = await upstream.blob(name, digest, "GET", range ? rangeHeader(range) : undefined);
     if (!response) return null;
     if (!response.body) throw new UpstreamError("blob answer without a body");
-    if (range && response.status === 206) {
-      // A range is passed through as the upstream answers it (not cached: a later whole GET is).
-      const served = parseServedRange(response.headers.get("Content-Range"));
-      if (served) return { digest, size: served.size, body: response.body, range: { start: served.start, end: served.end } };
-      await response.body.cancel();
-      throw new UpstreamError(`206 answer with an unusable Content-Range ${JSON.stringify(response.headers.get("Content-Range"))}`);
-    }
-    const size = Number(response.headers.get("Content-Length") ?? NaN);
-    const known = Number.isSafeInteger(size) && size >= 0;
+    const declared = Number(response.headers.get("Content-Length") ?? NaN);
+    const size = Number.isSafeInteger(declared) && declared >= 0 ? declared : undefined;
+    if (range) return this.rangeFrom(response, response.body, digest, range, size);
+    // The whole blob: its bytes flow to the client as they arrive, and a copy goes into the cache
+    // when it can finish within the platform's time (verified by R2 as it is written).
     const key = `${name}@${digest}`;
-    if (!known && range) {
-      // A range of a blob of unknown length: copy the whole blob first, then answer from the cache.
-      if (!algorithm) throw new UpstreamError("cannot verify a blob of this digest algorithm");
-      const copy = copying.get(key);
-      if (copy) await response.body.cancel();
-      await (copy ?? this.copyBlob(name, digest, response.body, undefined, upstream));
-      const cached = await this.local.getBlob(name, digest, range);
-      if (!cached) throw new UpstreamError("the blob's bytes did not match its digest; not cached");
-      return cached;
+    const skip = copying.has(key) ? "another pull is copying it" : notCopied({ size, range: false, verifiable: verifiable(digest) !== undefined }, this.copyLimits);
+    if (skip !== undefined || size === undefined) {
+      if (size !== undefined && size > this.copyLimits.maxSize) console.log(`r2-registry: blob ${key} (${size} bytes) is served but not cached: ${skip}`);
+      return size === undefined ? { digest, body: response.body } : { digest, size, body: response.body };
     }
-    // The whole blob (the upstream ignored a Range, if one was asked for): the client's bytes
-    // flow as they arrive while a copy goes into the cache, verified as it is written (by R2
-    // when the length is known, else by the upload path's SHA-256).
-    let wanted: ByteRange | undefined;
-    try {
-      wanted = range ? resolveRange(range, size) : undefined;
-    } catch (error) {
-      await response.body.cancel().catch(() => undefined);
-      throw error;
-    }
-    let body = response.body;
-    if (algorithm && !copying.has(key)) {
-      const [client, cache] = boundedTee(body, TEE_LIMIT);
-      body = client;
-      this.options.waitUntil(this.copyBlob(name, digest, cache, known ? size : undefined, upstream));
-    }
-    if (wanted) return { digest, size, body: sliceStream(body, wanted.start, wanted.end), range: wanted };
-    return known ? { digest, size, body } : { digest, body };
+    const tee = copyTee(response.body, this.copyLimits.lag);
+    this.options.waitUntil(this.copyBlob(name, digest, tee, size, upstream));
+    return { digest, size, body: tee.client };
   }
 
-  /** Stores a blob from an upstream; the local registry verifies the digest before publishing. */
-  private copyBlob(name: string, digest: string, body: ReadableStream<Uint8Array>, size: number | undefined, upstream: Upstream): Promise<void> {
+  /**
+   * A range is passed through as the upstream answers it, never copied (a later whole pull is):
+   * its 206, or the range cut from a whole answer of known length, or, when the upstream sent the
+   * whole blob without its length, all of it (a server may answer a range so).
+   */
+  private async rangeFrom(response: Response, body: ReadableStream<Uint8Array>, digest: string, range: RangeRequest, size: number | undefined): Promise<BlobContent> {
+    if (response.status === 206) {
+      const served = parseServedRange(response.headers.get("Content-Range"));
+      if (served) return { digest, size: served.size, body, range: { start: served.start, end: served.end } };
+      await body.cancel();
+      throw new UpstreamError(`206 answer with an unusable Content-Range ${JSON.stringify(response.headers.get("Content-Range"))}`);
+    }
+    if (size === undefined) return { digest, body };
+    let wanted: ByteRange;
+    try {
+      wanted = resolveRange(range, size);
+    } catch (error) {
+      await body.cancel().catch(() => undefined);
+      throw error;
+    }
+    return { digest, size, body: sliceStream(body, wanted.start, wanted.end), range: wanted };
+  }
+
+  /**
+   * Stores a blob from an upstream as the client reads it (see {@link guardCopy}: abandoned when
+   * the client goes away or time runs out, storing nothing); R2 verifies the digest before the
+   * blob is visible.
+   */
+  private copyBlob(name: string, digest: string, tee: CopyTee, size: number, upstream: Upstream): Promise<void> {
     const key = `${name}@${digest}`;
+    const settle = guardCopy(tee, this.copyLimits);
     const work = (async () => {
       try {
         if (await this.local.statBlob(name, digest)) {
-          await body.cancel();
+          await tee.copy.cancel();
           return;
         }
-        await this.local.putBlob(name, digest, { body, ...(size !== undefined ? { length: size } : {}) });
+        await this.local.putBlob(name, digest, { body: tee.copy, length: size });
       } catch (error) {
-        await body.cancel().catch(() => {});
+        await tee.copy.cancel().catch(() => {});
         log(upstream, `blob ${name}@${digest} not cached`, error);
       } finally {
+        settle();
         copying.delete(key);
       }
     })();

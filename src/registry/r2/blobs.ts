@@ -3,6 +3,7 @@ import type { Digest } from "../../oci/digest";
 import type { BlobContent, BlobInfo, ByteRange, RangeRequest } from "../registry";
 import { DATA_METADATA, keys, SEGMENTS_METADATA, SYMLINK_METADATA } from "./keys";
 import type { R2Links } from "./links";
+import { COPY_PART_SIZE, copyPartSize, putInParts } from "./multipart";
 import { StorageBusy } from "./retrying";
 import { deleteData, readSegments } from "./segments";
 import { withLength } from "../../streams";
@@ -36,8 +37,19 @@ export interface SegmentedData {
 const SETTLE_MS = 2000;
 const SETTLE_POLL_MS = 250;
 
-/** The largest blob one R2 `put` takes (4.995 GiB; a little less, to be safe). */
+/**
+ * The largest blob one R2 `put` takes (4.995 GiB, https://developers.cloudflare.com/r2/platform/limits/;
+ * a little less, to be safe). Larger copies are written as multipart objects (`multipart.ts`).
+ */
 export const MAX_PUT = 4.99 * 1024 * 1024 * 1024;
+
+/** Where R2's limits on one write fall; smaller values let tests take the multipart paths. */
+export interface BlobLimits {
+  /** Largest single `put` (default {@link MAX_PUT}). */
+  maxPut?: number;
+  /** Preferred part size of a multipart copy (default `COPY_PART_SIZE`). */
+  copyPartSize?: number;
+}
 
 /** The body of a pointer to segments: their sizes. */
 function pointerBody(segments: readonly number[]): string {
@@ -104,10 +116,22 @@ export function isChecksumMismatch(error: unknown): boolean {
  * pointers to assembled uploads (see `keys.ts`).
  */
 export class R2Blobs {
+  private readonly maxPut: number;
+  private readonly partSize: number;
+
   constructor(
     private readonly bucket: R2Bucket,
     private readonly links: R2Links,
-  ) {}
+    limits: BlobLimits = {},
+  ) {
+    this.maxPut = limits.maxPut ?? MAX_PUT;
+    this.partSize = limits.copyPartSize ?? COPY_PART_SIZE;
+  }
+
+  /** True when `size` bytes fit one `put`. */
+  fitsOnePut(size: number): boolean {
+    return size <= this.maxPut;
+  }
 
   /** Finds a blob's bytes, following symlinks and pointers (pointers cost no extra read). */
   async locate(name: string, digest: string): Promise<Located | null> {
@@ -200,9 +224,11 @@ export class R2Blobs {
 
   /**
    * Deletes an assembled upload's bytes once no repository points at them any more (after a
-   * pointer to them was removed).
+   * pointer to them was removed). While the index of shared bytes is not yet built (an older
+   * bucket), they stay for the sweep of orphans to judge.
    */
   async release(digest: string, dataKey: string): Promise<boolean> {
+    if (!(await this.links.backfill())) return false;
     await this.links.bury(dataKey);
     try {
       if ((await this.links.users(digest, { dataKey })).length > 0) return false;
@@ -213,16 +239,25 @@ export class R2Blobs {
     }
   }
 
-  /** Gives the bytes at `<name>/blobs/<digest>` to the repositories that symlink to them. */
+  /**
+   * Gives the bytes at `<name>/blobs/<digest>` to the repositories that symlink to them: a copy,
+   * checked against the source's own checksum when it has one; a multipart copy of the same length
+   * when it is larger than one `put` takes (serverless-registry stored large blobs as multipart objects).
+   */
   private async handOver(name: string, digest: string, object: R2Object): Promise<void> {
     const [heir, ...others] = await this.links.users(digest, { dataKey: object.key, holder: name });
     if (!heir) return;
     const bytes = await this.bucket.get(object.key);
     if (!bytes) return;
-    const options: R2PutOptions = { httpMetadata: object.httpMetadata };
-    const sha256 = object.checksums?.sha256;
-    if (sha256) options.sha256 = sha256;
-    await this.bucket.put(keys.blob(heir, digest), bytes.body, options);
+    if (this.fitsOnePut(object.size)) {
+      const options: R2PutOptions = { httpMetadata: object.httpMetadata };
+      const sha256 = object.checksums?.sha256;
+      if (sha256) options.sha256 = sha256;
+      await this.bucket.put(keys.blob(heir, digest), bytes.body, options);
+    } else {
+      const partSize = copyPartSize(object.size, this.partSize);
+      await putInParts(this.bucket, keys.blob(heir, digest), bytes.body, object.size, { partSize, ...(object.httpMetadata ? { httpMetadata: object.httpMetadata } : {}) });
+    }
     await this.links.remove(digest, heir);
     for (const other of others) await this.writeSymlink(other, digest, heir, object.httpMetadata);
   }
@@ -303,15 +338,20 @@ export class R2Blobs {
     return { info, kept: true };
   }
 
-  /** Copies an upload's bytes to the blob key, R2 verifying them against the digest. */
+  /**
+   * Copies an upload's bytes to the blob key, verified against the digest before they are visible
+   * there: by R2 as it stores them (one `put`), or, above what one `put` takes (a sha512 blob over
+   * 4.995 GiB), hashed by the Worker as they stream into a multipart object completed only if
+   * they match.
+   */
   async copyIn(name: string, digest: Digest, data: SegmentedData): Promise<BlobInfo> {
-    if (data.size > MAX_PUT) {
-      throw new RegistryError("SIZE_INVALID", `a blob of ${data.size} bytes needs a sha256 digest (it is published without a copy)`);
-    }
     if (data.size === 0) return this.put(name, digest, new Uint8Array(0), 0);
+    const partSize = this.fitsOnePut(data.size) ? 0 : copyPartSize(data.size, this.partSize);
     const body = await readSegments(this.bucket, data.dataKey, data.segments, { start: 0, end: data.size - 1 });
     if (!body) throw new RegistryError("BLOB_UPLOAD_INVALID", "this upload's bytes are gone (removed by a garbage collection?); upload the blob again");
-    return this.put(name, digest, body, data.size);
+    if (partSize === 0) return this.put(name, digest, body, data.size);
+    await putInParts(this.bucket, keys.blob(name, digest.value), body, data.size, { partSize, verify: digest });
+    return { digest: digest.value, size: data.size };
   }
 
   /**

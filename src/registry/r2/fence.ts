@@ -1,5 +1,5 @@
 import { RegistryError } from "../../errors";
-import { keys, listAll } from "./keys";
+import { deleteKeys, keys, listAll } from "./keys";
 
 /**
  * How long a collection's sweep holds a repository before its lease must be renewed. A sweep that
@@ -85,12 +85,18 @@ export class R2Fence {
   }
 
   /**
-   * The digests that pushes in progress rely on. Intents of pushes that died long ago are removed.
+   * The digests that pushes in progress rely on. Intents of pushes that died long ago are removed,
+   * in batches of 1,000 (R2's limit per delete); they are told by the listing alone (an intent is
+   * written once, as its push starts), so thousands of them cost no reads.
    */
   async announced(name: string): Promise<Set<string>> {
     const digests = new Set<string>();
     const stale: string[] = [];
     for await (const object of listAll(this.bucket, { prefix: keys.intentsPrefix(name) })) {
+      if (Date.now() - object.uploaded.getTime() > INTENT_TTL_MS) {
+        stale.push(object.key);
+        continue;
+      }
       const body = await this.bucket.get(object.key);
       if (!body) continue;
       let intent: { at?: unknown; digests?: unknown };
@@ -106,7 +112,7 @@ export class R2Fence {
       }
       if (Array.isArray(intent.digests)) for (const d of intent.digests) if (typeof d === "string") digests.add(d);
     }
-    if (stale.length > 0) await this.bucket.delete(stale);
+    await deleteKeys(this.bucket, stale);
     return digests;
   }
 

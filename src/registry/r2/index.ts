@@ -2,17 +2,25 @@ import { RegistryError } from "../../errors";
 import type { ParsedManifest } from "../../oci/manifest";
 import { parseDigest, requireVerifiableDigest } from "../../oci/digest";
 import type { Chunk, PageRequest, PutManifestOptions, RangeRequest, ReferrersRequest, Registry } from "../registry";
-import { MAX_PUT, R2Blobs } from "./blobs";
+import { R2Blobs, type BlobLimits } from "./blobs";
+import { Budget, type Limits } from "./budget";
+import { CatalogIndex, requestSlice } from "./catalog-index";
 import { R2Fence } from "./fence";
 import { collectAll, R2Collector, type CollectAllOptions, type CollectOptions } from "./gc";
 import { R2Links } from "./links";
 import { R2Listing } from "./listing";
 import { R2Manifests } from "./manifests";
 import { R2Referrers } from "./referrers";
+import { tagRecords } from "./tag-records";
 import { DEFAULT_PART_SIZE, R2Uploads } from "./uploads";
 
+/** Default bounds of a collection's invocation (see `GC_MAX_OPERATIONS`, `GC_MAX_SECONDS`). */
+const DEFAULT_LIMITS: Limits = { operations: 8000, ms: 30_000 };
+
 /**
- * The registry on one R2 bucket, in serverless-registry's key layout (see `keys.ts`).
+ * The registry on one R2 bucket, in serverless-registry's key layout (see `keys.ts`). `limits`
+ * bounds what one invocation of a garbage collection does (and, halved, the one-time backfills a
+ * request may trigger).
  *
  * @example
  * const registry = new R2Registry(env.REGISTRY);
@@ -28,16 +36,24 @@ export class R2Registry implements Registry {
   private readonly fence: R2Fence;
 
   private readonly partSize: number;
+  private readonly limits: Limits;
 
+  /**
+   * `partSize`: the parts a body of unknown length is cut into (`UPLOAD_PART_SIZE`); `limits`:
+   * garbage collection's budgets; `blobLimits`: where R2's limits on one write fall (tests lower
+   * them to take the multipart paths).
+   */
   constructor(
     private readonly bucket: R2Bucket,
-    options: { partSize?: number } = {},
+    options: { partSize?: number; limits?: Limits; blobLimits?: BlobLimits } = {},
   ) {
     this.partSize = options.partSize ?? DEFAULT_PART_SIZE;
-    this.listing = new R2Listing(bucket);
-    this.links = new R2Links(bucket, () => this.listing.allRepositories());
+    this.limits = options.limits ?? DEFAULT_LIMITS;
+    const index = new CatalogIndex(bucket, requestSlice(this.limits));
+    this.listing = new R2Listing(bucket, index);
+    this.links = new R2Links(bucket, index, requestSlice(this.limits));
     this.fence = new R2Fence(bucket);
-    this.blobs = new R2Blobs(bucket, this.links);
+    this.blobs = new R2Blobs(bucket, this.links, options.blobLimits);
     this.uploads = new R2Uploads(bucket, this.blobs, this.partSize);
     this.referrers = new R2Referrers(bucket);
     this.manifests = new R2Manifests(bucket, this.referrers);
@@ -59,7 +75,7 @@ export class R2Registry implements Registry {
 
   async putBlob(name: string, digest: string, chunk: Chunk) {
     const verified = requireVerifiableDigest(digest);
-    if (chunk.length !== undefined && chunk.length <= MAX_PUT) {
+    if (chunk.length !== undefined && this.blobs.fitsOnePut(chunk.length)) {
       // One request with the whole blob and its length: straight to the blob key, R2 checks the digest.
       if (!chunk.body || chunk.length === 0) return this.blobs.put(name, verified, new Uint8Array(0), 0);
       return this.blobs.put(name, verified, chunk.body, chunk.length);
@@ -100,6 +116,9 @@ export class R2Registry implements Registry {
   hasPushes(name: string) {
     return this.listing.hasPushes(name);
   }
+  tagRecords(name: string) {
+    return tagRecords(this.bucket, this.manifests, name);
+  }
 
   listTags(name: string, page: PageRequest) {
     return this.listing.tags(name, page);
@@ -115,11 +134,20 @@ export class R2Registry implements Registry {
     return this.fence.announce(name, digests);
   }
   collect(name: string, options: CollectOptions) {
-    return new R2Collector(this.bucket, this.blobs, this.links, this.fence).collect(name, options);
+    const budget = Budget.start(this.bucket, this.limits);
+    const [blobs, links, fence] = this.gcParts(budget.bucket);
+    return new R2Collector(budget.bucket, blobs, links, fence).collect(name, options, budget);
   }
   collectAll(options: CollectAllOptions) {
-    const { bucket, blobs, links, fence } = this;
-    return collectAll({ bucket, blobs, links, fence, repositories: () => this.listing.allRepositories() }, options);
+    const budget = Budget.start(this.bucket, this.limits);
+    const [blobs, links, fence, index] = this.gcParts(budget.bucket);
+    return collectAll({ bucket: budget.bucket, blobs, links, fence, index }, options, budget);
+  }
+
+  /** A collection's parts on `bucket` (its budget's, which counts every call). */
+  private gcParts(bucket: R2Bucket): [R2Blobs, R2Links, R2Fence, CatalogIndex] {
+    const index = new CatalogIndex(bucket, this.limits);
+    const links = new R2Links(bucket, index, this.limits);
+    return [new R2Blobs(bucket, links), links, new R2Fence(bucket), index];
   }
 }
-

@@ -13,6 +13,7 @@
  * |                                      | custom metadata `r2-registry-cached` while every manifest |
  * |                                      | it got was cached from an upstream (none pushed)          |
  * | `_meta/catalog-backfilled`           | marker: repositories of an older bucket were indexed      |
+ * | `_meta/catalog-backfill`             | that backfill's progress while under way (JSON)           |
  * | `_uploads/<id>/created`              | an upload session as opened: repository, data key (JSON;  |
  * |                                      | written once, by the POST)                                 |
  * | `_uploads/<id>`                      | the session's state (JSON): written by the first request   |
@@ -27,16 +28,27 @@
  * | `_data/<id>/<i>`                     | the upload's segment `i` (see `segments.ts`)               |
  * | `_links/<digest>/<name>`             | `<name>` holds the blob as a symlink or a pointer (shared) |
  * | `_meta/links-v2-backfilled`          | marker: symlinks and pointers already stored were indexed  |
+ * | `_meta/links-v2-backfill`            | that backfill's progress while under way (JSON)            |
  * | `_pullthrough/tags/<name>/<tag>`     | when a tag cached from an upstream was last checked        |
+ * | `_retention/runs/<id>`               | a retention run's progress (`scheduled`: the cron's run)   |
  * | `_gc/<name>/_state`                  | a garbage collection's sweep lease on the repository      |
  * | `_gc/<name>/_intents/<id>`           | a manifest push in progress: the digests it relies on      |
  * | `_gc/_tombstones/<data key>`         | shared bytes about to be deleted (mounts back off)         |
+ * | `_gc/_runs/<id>`                     | a registry-wide collection's progress (`scheduled`: cron)  |
+ * | `_gc/_collections/<id>`              | a repository's collection left half-done (its marks)       |
  *
  * A blob key holds one of three things: the bytes; a symlink (custom metadata
  * `X-Serverless-Registry-Symlink` = the repository holding the bytes, the original's mount
  * format); or a pointer (custom metadata `r2-registry-data` = a `_data/<id>` key and `size`;
  * with `r2-registry-segments`, the body lists the sizes of the segments), which is how uploads
  * are published without copying them.
+ *
+ * Every key fits R2's {@link MAX_KEY_BYTES}: names (≤ 255 characters), tags (≤ 128) and digests
+ * (≤ 256, `MAX_DIGEST_LENGTH`) are refused beyond their bounds before anything is written, all
+ * ASCII, and upload and intent ids are UUIDs. The longest key, `<name>/_referrers/<subject>/<digest>`,
+ * is then 255 + 12 + 256 + 1 + 256 = 780 bytes; `_gc/_tombstones/<name>/blobs/<digest>` 534;
+ * `<name>/manifests/<digest>` 522; `_links/<digest>/<name>` 519 (`test/worker/limits.test.ts`
+ * checks every shape below).
  */
 export const keys = {
   manifestsPrefix: (name: string) => `${name}/manifests/`,
@@ -49,6 +61,7 @@ export const keys = {
   repositoriesPrefix: "_repositories/",
   repository: (name: string) => `_repositories/${name}`,
   catalogBackfilled: "_meta/catalog-backfilled",
+  catalogProgress: "_meta/catalog-backfill",
   uploadsPrefix: "_uploads/",
   upload: (id: string) => `_uploads/${id}`,
   uploadCreated: (id: string) => `_uploads/${id}/created`,
@@ -61,11 +74,21 @@ export const keys = {
   linksPrefix: (digest: string) => `_links/${digest}/`,
   link: (digest: string, name: string) => `_links/${digest}/${name}`,
   linksBackfilled: "_meta/links-v2-backfilled",
+  linksProgress: "_meta/links-v2-backfill",
+  pullThroughTag: (name: string, tag: string) => `_pullthrough/tags/${name}/${tag}`,
   gcState: (name: string) => `_gc/${name}/_state`,
   intentsPrefix: (name: string) => `_gc/${name}/_intents/`,
   intent: (name: string, id: string) => `_gc/${name}/_intents/${id}`,
+  tombstonesPrefix: "_gc/_tombstones/",
   tombstone: (dataKey: string) => `_gc/_tombstones/${dataKey}`,
+  runsPrefix: "_gc/_runs/",
+  run: (id: string) => `_gc/_runs/${id}`,
+  collectionsPrefix: "_gc/_collections/",
+  collection: (id: string) => `_gc/_collections/${id}`,
 };
+
+/** R2's longest object key, in bytes (https://developers.cloudflare.com/r2/platform/limits/). */
+export const MAX_KEY_BYTES = 1024;
 
 /** customMetadata key marking a mounted blob in the original's format; its value is the source repository. */
 export const SYMLINK_METADATA = "X-Serverless-Registry-Symlink";
@@ -78,6 +101,12 @@ export const DATA_METADATA = "r2-registry-data";
  * only manifests cached by pull-through; the first pushed manifest rewrites the marker without it.
  */
 export const CACHED_METADATA = "r2-registry-cached";
+
+/**
+ * customMetadata key of a manifest key: when it was written (ISO 8601), i.e. for a tag key when the
+ * tag was last pushed. Objects written by serverless-registry lack it: their upload time says.
+ */
+export const PUSHED_METADATA = "r2-registry-pushed";
 
 /** customMetadata key of a pointer to segments: how many (their sizes are the pointer's body). */
 export const SEGMENTS_METADATA = "r2-registry-segments";

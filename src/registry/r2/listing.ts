@@ -1,14 +1,14 @@
-import { isTag, MAX_NAME_LENGTH } from "../../oci/names";
+import { isTag, MAX_NAME_LENGTH, MAX_TAG_LENGTH } from "../../oci/names";
 import type { Page, PageRequest } from "../registry";
+import type { CatalogIndex } from "./catalog-index";
 import { CACHED_METADATA, keys, lastSegment } from "./keys";
-
-/** Sub-folders of a repository in the original's layout (never nested repositories' roots here). */
-const INTERNAL_FOLDERS = new Set(["manifests/", "blobs/", "uploads/", "_referrers/", "insertion/", "gc/"]);
-const NAME = /^[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*(?:\/[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*)*$/;
 
 /** Tag and repository listings in R2. */
 export class R2Listing {
-  constructor(private readonly bucket: R2Bucket) {}
+  constructor(
+    private readonly bucket: R2Bucket,
+    private readonly index: CatalogIndex,
+  ) {}
 
   /** True when a repository has (or had) manifests. */
   async repositoryExists(name: string): Promise<boolean> {
@@ -33,7 +33,8 @@ export class R2Listing {
   async tags(name: string, { n, last }: PageRequest): Promise<Page<string> | null> {
     const prefix = keys.manifestsPrefix(name);
     const items: string[] = [];
-    let startAfter = last ? prefix + last : undefined;
+    // Cut to a tag's length (R2 keys are at most 1,024 bytes): no tag sorts between the two.
+    let startAfter = last ? prefix + last.slice(0, MAX_TAG_LENGTH) : undefined;
     let cursor: string | undefined;
     while (n > 0) {
       const page = await this.bucket.list({
@@ -70,72 +71,18 @@ export class R2Listing {
     return { items: items.slice(0, n), more: items.length > n };
   }
 
-  async repositories({ n, last }: PageRequest): Promise<Page<string>> {
-    await this.backfill();
-    const items: string[] = [];
-    if (n > 0) {
-      let cursor: string | undefined;
-      do {
-        const page = await this.bucket.list({
-          prefix: keys.repositoriesPrefix,
-          limit: Math.min(1000, n + 1 - items.length),
-          ...(cursor ? { cursor } : last ? { startAfter: keys.repository(last) } : {}),
-        });
-        for (const object of page.objects) items.push(object.key.slice(keys.repositoriesPrefix.length));
-        cursor = page.truncated && items.length <= n ? page.cursor : undefined;
-      } while (cursor);
-    }
-    return { items: items.slice(0, n), more: items.length > n };
-  }
-
-  /** Every repository name, in lexical order. */
-  async *allRepositories(): AsyncGenerator<string> {
-    await this.backfill();
-    let cursor: string | undefined;
-    do {
-      const page = await this.bucket.list({ prefix: keys.repositoriesPrefix, limit: 1000, ...(cursor ? { cursor } : {}) });
-      for (const object of page.objects) yield object.key.slice(keys.repositoriesPrefix.length);
-      cursor = page.truncated ? page.cursor : undefined;
-    } while (cursor);
-  }
-
   /**
-   * Indexes the repositories of a bucket written before the catalog index existed (by
-   * serverless-registry), once: a walk over folder names (R2 listings with a "/" delimiter), not
-   * over every key.
+   * A page of the catalog. While the one-time backfill of an older bucket is under way (each call
+   * runs a bounded slice of it), only the names it has settled are answered, and `more` stays true
+   * so the client's next page carries on (possibly with fewer than `n` names, or none).
    */
-  private async backfill(): Promise<void> {
-    if (await this.bucket.head(keys.catalogBackfilled)) return;
-    const found: string[] = [];
-    const walk = async (prefix: string): Promise<void> => {
-      const children: string[] = [];
-      let cursor: string | undefined;
-      do {
-        const page = await this.bucket.list({ prefix, delimiter: "/", limit: 1000, ...(cursor ? { cursor } : {}) });
-        children.push(...page.delimitedPrefixes);
-        cursor = page.truncated ? page.cursor : undefined;
-      } while (cursor);
-      const name = prefix.slice(0, -1);
-      if (children.includes(`${prefix}manifests/`) && name.length <= MAX_NAME_LENGTH && NAME.test(name)) found.push(name);
-      for (const child of children) {
-        if (!INTERNAL_FOLDERS.has(child.slice(prefix.length))) await walk(child);
-      }
-    };
-    const top = await this.bucket.list({ delimiter: "/", limit: 1000 });
-    let prefixes = top.delimitedPrefixes;
-    let cursor = top.truncated ? top.cursor : undefined;
-    while (cursor) {
-      const page = await this.bucket.list({ delimiter: "/", limit: 1000, cursor });
-      prefixes = prefixes.concat(page.delimitedPrefixes);
-      cursor = page.truncated ? page.cursor : undefined;
-    }
-    for (const prefix of prefixes) if (!prefix.startsWith("_")) await walk(prefix);
-    // Markers pushes created meanwhile are not written again (R2 takes one write of a key per second).
-    await Promise.all(
-      found.map(async (name) => {
-        if (!(await this.bucket.head(keys.repository(name)))) await this.bucket.put(keys.repository(name), "", { onlyIf: { etagDoesNotMatch: "*" } });
-      }),
-    );
-    await this.bucket.put(keys.catalogBackfilled, new Date().toISOString());
+  async repositories({ n, last }: PageRequest): Promise<Page<string>> {
+    const state = await this.index.ensure();
+    if (n === 0) return { items: [], more: false };
+    // Cut to a name's length (R2 keys are at most 1,024 bytes): no name sorts between the two.
+    const page = await this.index.page(last?.slice(0, MAX_NAME_LENGTH), n + 1);
+    if (state.done) return { items: page.names.slice(0, n), more: page.names.length > n };
+    const settled = state.watermark === undefined ? [] : page.names.filter((name) => name < state.watermark!);
+    return { items: settled.slice(0, n), more: true };
   }
 }

@@ -1,8 +1,8 @@
 import { digestBytes, parseDigest, toHex } from "../../oci/digest";
 import { baseMediaType, MediaType } from "../../oci/media-types";
 import type { ParsedManifest } from "../../oci/manifest";
-import type { ManifestContent, ManifestInfo, PutManifestOptions } from "../registry";
-import { CACHED_METADATA, deleteKeys, keys, listAll } from "./keys";
+import type { ManifestContent, ManifestInfo, PutManifestOptions, PutManifestResult } from "../registry";
+import { CACHED_METADATA, deleteKeys, keys, listAll, PUSHED_METADATA } from "./keys";
 import { referencesOf } from "../../oci/manifest";
 import type { R2Referrers } from "./referrers";
 
@@ -17,17 +17,18 @@ export function storedDigest(object: R2Object): string | undefined {
   return sha256 && sha256.byteLength === 32 ? `sha256:${toHex(new Uint8Array(sha256))}` : undefined;
 }
 
-function storedMediaType(object: R2Object): string {
+/** The media type an R2 manifest object is served under. */
+export function storedMediaType(object: R2Object): string {
   return baseMediaType(object.httpMetadata?.contentType) ?? MediaType.OCI_MANIFEST;
 }
 
 /** A manifest key holding the same manifest is written again only this long after its last write (R2: one write per key per second). */
 const REWRITE_MS = 2000;
 
-/** True when a stored manifest object has the content type and metadata a push would write. */
+/** True when a stored manifest object has the content type and metadata a push would write (but when it was pushed). */
 function sameMetadata(object: R2Object, options: R2PutOptions): boolean {
-  const wanted = options.customMetadata ?? {};
-  const have = object.customMetadata ?? {};
+  const { [PUSHED_METADATA]: _, ...wanted } = options.customMetadata ?? {};
+  const { [PUSHED_METADATA]: __, ...have } = object.customMetadata ?? {};
   const contentType = (options.httpMetadata as R2HTTPMetadata | undefined)?.contentType;
   return object.httpMetadata?.contentType === contentType && Object.keys(wanted).every((k) => have[k] === wanted[k]) && Object.keys(have).length === Object.keys(wanted).length;
 }
@@ -63,21 +64,37 @@ export class R2Manifests {
     return { digest: full.digest, size: full.size, mediaType: full.mediaType, ...(full.modified ? { modified: full.modified } : {}) };
   }
 
-  async put(name: string, manifest: ParsedManifest, digest: string, tags: string[], { cached = false }: PutManifestOptions = {}): Promise<ManifestInfo> {
+  /**
+   * Stores a manifest under its digest, then under its tags, each tag key recording when it was
+   * pushed (`PUSHED_METADATA`). Tags in `createOnly` are written only if absent (an R2 conditional
+   * put); those that existed are answered in `notCreated`.
+   */
+  async put(name: string, manifest: ParsedManifest, digest: string, tags: string[], options: PutManifestOptions = {}): Promise<PutManifestResult> {
+    const { cached = false } = options;
     const parsed = parseDigest(digest);
-    const options: R2PutOptions = {
+    const put: R2PutOptions = {
       httpMetadata: { contentType: manifest.mediaType },
       customMetadata: {
         digest,
         hasSubject: manifest.subject ? "true" : "false",
         ...(manifest.subject ? { subjectDigest: manifest.subject.digest } : {}),
+        [PUSHED_METADATA]: new Date().toISOString(),
       },
       // R2 verifies the bytes and keeps the checksum serverless-registry reads digests from.
       ...(parsed?.algorithm === "sha256" ? { sha256: parsed.encoded } : {}),
     };
     // The digest key first: a tag never points at a manifest that is not stored.
-    await this.store(keys.manifest(name, digest), manifest.bytes, options);
-    await Promise.all(tags.map((tag) => this.store(keys.manifest(name, tag), manifest.bytes, options)));
+    await this.store(keys.manifest(name, digest), manifest.bytes, put);
+    const createOnly = new Set(options.createOnly ?? []);
+    const notCreated: string[] = [];
+    await Promise.all(
+      tags.map(async (tag) => {
+        if (!createOnly.has(tag)) return void (await this.store(keys.manifest(name, tag), manifest.bytes, put));
+        // Head first: a conditional write refused is still a write of the key (R2 takes one a second).
+        const key = keys.manifest(name, tag);
+        if ((await this.bucket.head(key)) || !(await this.bucket.put(key, manifest.bytes, { ...put, onlyIf: { etagDoesNotMatch: "*" } }))) notCreated.push(tag);
+      }),
+    );
     if (manifest.subject) {
       await this.referrers.add(name, manifest.subject.digest, {
         mediaType: manifest.mediaType,
@@ -88,13 +105,14 @@ export class R2Manifests {
       });
     }
     await this.mark(name, cached);
-    return { digest, size: manifest.bytes.byteLength, mediaType: manifest.mediaType };
+    return { digest, size: manifest.bytes.byteLength, mediaType: manifest.mediaType, ...(notCreated.length > 0 ? { notCreated } : {}) };
   }
 
   /**
    * Writes a manifest key, at most once a second whatever pushes race on it (R2 takes one write of
    * a key per second): created if absent; else written again, over the etag read, unless it holds
-   * this very manifest (same digest and metadata) written less than 2 s ago. Pushes of one
+   * this very manifest (same digest and metadata) written less than 2 s ago (then its push time
+   * stays that of the write 2 s before at most). Pushes of one
    * manifest under several tags, or by several clients at once, or of the same tag again at once,
    * so write a key once; a key's time still moves on with later pushes (Last-Modified, and the
    * grace period of collections, read it).

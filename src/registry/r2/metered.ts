@@ -36,9 +36,15 @@ function counting<T extends object>(target: T, usage: R2Usage): T {
   });
 }
 
+/** Every counted operation: each is one subrequest of the invocation that makes it. */
+export function totalOf(usage: R2Usage): number {
+  return usage.classA + usage.classB + usage.free;
+}
+
 /**
  * A bucket that counts the R2 operations made through it, by pricing class: what a request
- * costs on Cloudflare. Used when `LOG_R2_OPERATIONS=true`.
+ * costs on Cloudflare. Used when `LOG_R2_OPERATIONS=true`, and by `Budget` (`budget.ts`) to bound
+ * the work of one invocation.
  *
  * @example
  * const { bucket, usage } = metered(env.REGISTRY);

@@ -1,4 +1,4 @@
-import { parseDigest } from "../../oci/digest";
+import { MAX_DIGEST_LENGTH, parseDigest } from "../../oci/digest";
 import type { Page, ReferrerDescriptor, ReferrersRequest } from "../registry";
 import { keys, listAll } from "./keys";
 
@@ -63,7 +63,8 @@ export class R2Referrers {
     if (n === 0) return { items, more: false };
     for await (const object of listAll(this.bucket, {
       prefix,
-      startAfter: last ? prefix + last : undefined,
+      // Cut to a digest's length (R2 keys are at most 1,024 bytes): no digest sorts between the two.
+      startAfter: last ? prefix + last.slice(0, MAX_DIGEST_LENGTH) : undefined,
       include: ["customMetadata"],
     })) {
       let text = object.customMetadata?.descriptor;

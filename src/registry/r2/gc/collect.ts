@@ -1,9 +1,25 @@
+import { RegistryError } from "../../../errors";
+import type { Budget } from "../budget";
 import type { R2Blobs } from "../blobs";
 import { COPY_ON_MOUNT_LIMIT, holding } from "../blobs";
-import type { R2Fence, SweepLease } from "../fence";
-import { keys, lastSegment, listAll } from "../keys";
+import type { R2Fence } from "../fence";
+import { keys, lastSegment } from "../keys";
 import type { R2Links } from "../links";
-import { addManifests, listManifestKeys, loadGraph, reachable, reindex, type ManifestKey, type RepositoryGraph } from "./graph";
+import { loadJson, saveJson } from "../progress";
+import {
+  addManifestPage,
+  addReferrerPage,
+  emptyGraph,
+  liveBlobs,
+  loadGraph,
+  markRoots,
+  reachable,
+  rootsOf,
+  saveGraph,
+  type RepositoryGraph,
+  type SavedGraph,
+} from "./graph";
+import { sweepStep, type Candidate } from "./sweep";
 
 /**
  * `unreferenced`: delete blobs no manifest of the repository references. `untagged`: first delete
@@ -17,9 +33,11 @@ export interface CollectOptions {
   dryRun?: boolean;
   /** Manifests and blobs written less than this many milliseconds ago are kept. */
   graceMs: number;
+  /** Continue the collection this cursor names (with the options it started with). */
+  cursor?: string;
 }
 
-/** What a collection of one repository deleted (or, in a dry run, would delete). */
+/** What one invocation of a collection of one repository deleted (or, in a dry run, would delete). */
 export interface CollectReport {
   name: string;
   mode: CollectMode;
@@ -30,65 +48,123 @@ export interface CollectReport {
   shared: { digest: string; size: number }[];
   /** Bytes the deletions free in the bucket. */
   bytes: number;
+  /** False when the invocation's budget ran out first; `next` continues it. */
+  complete: boolean;
+  next?: string;
 }
 
-/** Blob keys are deleted this many at a time (R2's limit for one delete call). */
-const BATCH = 1000;
-
-interface Candidate {
-  digest: string;
-  object: R2Object;
-  kind: "bytes" | "pointer" | "symlink";
-  dataKey: string;
-  size: number;
+/** A collection's progress, saved at `_gc/_collections/<id>` when an invocation stops half-way. */
+export interface CollectionState {
+  v: 1;
+  id: string;
+  name: string;
+  mode: CollectMode;
+  dryRun: boolean;
+  /** Manifests and blobs written after this (ms since the epoch) are kept. */
+  cutoff: number;
+  /** Marking: manifests, then the referrers index, then blobs (candidates); then sweeping. */
+  phase: "manifests" | "referrers" | "blobs" | "sweep";
+  /** The last key handled in the current phase's listing. */
+  after?: string;
+  graph: SavedGraph;
+  /** Blobs nothing referenced when marked: digest, etag, upload time, kind, data key, size; by digest. */
+  candidates: [string, string, number, Candidate["kind"], string, number][];
+  /** Candidates before this index are swept. */
+  next: number;
+  /** True once a sweep found no manifest left to delete (or, in a dry run, reported them). */
+  manifestsSwept: boolean;
 }
 
-async function listBlobs(bucket: R2Bucket, name: string): Promise<Map<string, R2Object>> {
-  const found = new Map<string, R2Object>();
-  for await (const object of listAll(bucket, { prefix: keys.blobsPrefix(name), include: ["customMetadata"] })) {
-    found.set(lastSegment(object.key), object);
+/** Calls kept back from the work to save or drop the state at the end. */
+const RESERVE = 2;
+
+function unknownCursor(name: string): RegistryError {
+  return new RegistryError("UNSUPPORTED", `no garbage collection of ${name} with that cursor is under way (finished or expired); start a new one`, {
+    status: 400,
+  });
+}
+
+/** The work of one collection in one invocation. */
+class Collection {
+  readonly graph: RepositoryGraph;
+  private used?: Set<string>;
+
+  constructor(
+    readonly state: CollectionState,
+    readonly parts: { bucket: R2Bucket; blobs: R2Blobs; links: R2Links; fence: R2Fence },
+    readonly report: CollectReport,
+  ) {
+    this.graph = loadGraph(state.name, state.graph);
   }
-  return found;
-}
 
-function liveBlobs(graph: RepositoryGraph, live: Set<string>): Set<string> {
-  const blobs = new Set<string>();
-  for (const digest of live) for (const blob of graph.manifests.get(digest)?.blobs ?? []) blobs.add(blob);
-  return blobs;
-}
-
-/** The digests a collection starts from: every manifest, or the tagged ones; and recent ones. */
-function roots(graph: RepositoryGraph, mode: CollectMode, cutoff: number): Set<string> {
-  const found = new Set<string>();
-  for (const node of graph.manifests.values()) {
-    if (mode === "unreferenced" || node.tags.length > 0 || node.uploaded > cutoff) found.add(node.digest);
+  get done(): boolean {
+    return this.state.phase === "sweep" && this.state.manifestsSwept && this.state.next >= this.state.candidates.length;
   }
-  return found;
+
+  /** Marks, then sweeps, until done or `work` runs out. */
+  async advance(work: Budget): Promise<void> {
+    const { state, graph } = this;
+    const bucket = work.bucket;
+    while (!this.done) {
+      if (state.phase === "manifests") {
+        if (!work.allows(2)) return;
+        const page = await addManifestPage(bucket, graph, state.after, work.left - 1);
+        state.after = page.last;
+        if (page.done) [state.phase, state.after] = ["referrers", undefined];
+      } else if (state.phase === "referrers") {
+        if (!work.allows(1)) return;
+        const page = await addReferrerPage(bucket, graph, state.after);
+        state.after = page.last;
+        if (page.done) {
+          markRoots(graph, state.mode, state.cutoff);
+          [state.phase, state.after] = ["blobs", undefined];
+        }
+      } else if (state.phase === "blobs") {
+        if (!work.allows(1)) return;
+        await this.markBlobs(bucket);
+      } else if (!(await sweepStep(this, work))) {
+        return;
+      }
+    }
+  }
+
+  /** One page of blob keys: those nothing live references and older than the cutoff are candidates. */
+  private async markBlobs(bucket: R2Bucket): Promise<void> {
+    const { state, graph } = this;
+    this.used ??= liveBlobs(graph, reachable(graph, rootsOf(graph)));
+    const prefix = keys.blobsPrefix(state.name);
+    const page = await bucket.list({ prefix, limit: 1000, include: ["customMetadata"], ...(state.after ? { startAfter: state.after } : {}) });
+    for (const object of page.objects) {
+      state.after = object.key;
+      const digest = lastSegment(object.key);
+      if (this.used.has(digest) || object.uploaded.getTime() > state.cutoff) continue;
+      const held = holding(object, state.name, digest);
+      const size = held.kind === "pointer" ? Number(object.customMetadata?.size ?? 0) : object.size;
+      state.candidates.push([digest, object.etag, object.uploaded.getTime(), held.kind, held.dataKey, size]);
+    }
+    if (!page.truncated) [state.phase, state.after, state.next] = ["sweep", undefined, 0];
+  }
+
+  /** The state to save, with the graph as it stands. */
+  saved(): CollectionState {
+    return { ...this.state, graph: saveGraph(this.graph) };
+  }
 }
 
-/** Re-reads which keys hold which manifests, reading the bodies of manifests not seen before. */
-async function refresh(bucket: R2Bucket, name: string, graph: RepositoryGraph): Promise<ManifestKey[]> {
-  const listed = await listManifestKeys(bucket, name);
-  const changed = [...listed.values()].filter((entry) => graph.manifestKeys.get(entry.key)?.etag !== entry.etag);
-  await addManifests(bucket, name, graph, new Map(changed.map((entry) => [entry.key, entry])));
-  reindex(graph, listed);
-  return changed;
-}
-
-/** True when referrers entries name manifests that are not stored (a sweep removes them). */
-function danglingReferrers(graph: RepositoryGraph): boolean {
-  const present = new Set([...graph.manifestKeys.values()].map((entry) => entry.digest));
-  return graph.referrerEntries.some((entry) => !present.has(entry.referrer));
-}
+export type { Collection };
 
 /**
- * Garbage collection of one repository. It reads only that repository's keys (and, for blobs
- * whose bytes are shared, who shares them). Safe under concurrent pushes through `R2Fence`:
- * it decides what to delete, then takes the sweep lease and spares whatever pushes in progress
- * announced or stored since, then deletes.
+ * Garbage collection of one repository, in bounded invocations. It reads only that repository's
+ * keys (and, for blobs whose bytes are shared, who shares them). It first marks (lists the
+ * manifests, reading each once, the referrers index and the blobs), then sweeps in steps, each
+ * under the sweep lease of `R2Fence`: re-list the manifests, spare what pushes in progress
+ * announced and what was stored since the marking, delete. An invocation that runs out of budget
+ * saves where it is (`next`), and the next one carries on; one interrupted at any point has
+ * deleted only what its last step decided under the lease.
  *
  * @example
- * const report = await collector.collect("team/app", { mode: "untagged", graceMs: 3_600_000 });
+ * let report = await collector.collect("team/app", { mode: "untagged", graceMs: 3_600_000 }, budget);
+ * while (!report.complete) report = await collector.collect("team/app", { ...options, cursor: report.next }, nextBudget);
  */
 export class R2Collector {
   constructor(
@@ -98,115 +174,41 @@ export class R2Collector {
     private readonly fence: R2Fence,
   ) {}
 
-  async collect(name: string, options: CollectOptions): Promise<CollectReport> {
-    const dryRun = options.dryRun === true;
-    const cutoff = Date.now() - options.graceMs;
-    const graph = await loadGraph(this.bucket, name);
-    const start = roots(graph, options.mode, cutoff);
-    let live = reachable(graph, start);
-    let blobKeys = await listBlobs(this.bucket, name);
-    let used = liveBlobs(graph, live);
-    let candidates: Candidate[] = [];
-    for (const [digest, object] of blobKeys) {
-      if (used.has(digest) || object.uploaded.getTime() > cutoff) continue;
-      const held = holding(object, name, digest);
-      const size = held.kind === "pointer" ? Number(object.customMetadata?.size ?? 0) : object.size;
-      candidates.push({ digest, object, kind: held.kind, dataKey: held.dataKey, size });
+  async collect(name: string, options: CollectOptions, budget: Budget): Promise<CollectReport> {
+    let state: CollectionState;
+    let etag: string | undefined;
+    if (options.cursor !== undefined) {
+      const stored = /^[0-9a-f-]{36}$/.test(options.cursor) ? await loadJson<CollectionState>(this.bucket, keys.collection(options.cursor)) : undefined;
+      if (!stored || stored.value.name !== name || stored.value.v !== 1) throw unknownCursor(name);
+      [state, etag] = [stored.value, stored.etag];
+    } else {
+      state = {
+        v: 1,
+        id: crypto.randomUUID(),
+        name,
+        mode: options.mode,
+        dryRun: options.dryRun === true,
+        cutoff: Date.now() - options.graceMs,
+        phase: "manifests",
+        graph: saveGraph(emptyGraph(name)),
+        candidates: [],
+        next: 0,
+        manifestsSwept: false,
+      };
     }
-
-    const report: CollectReport = { name, mode: options.mode, dryRun, manifests: [], blobs: [], shared: [], bytes: 0 };
-    // Bytes that other repositories' symlinks use stay. Their tombstones make concurrent mounts
-    // back off until the sweep is over.
-    const buried: string[] = [];
-    try {
-      const kept = new Set<string>();
-      for (const candidate of candidates.filter((c) => c.kind === "bytes")) {
-        // Only bytes larger than COPY_ON_MOUNT_LIMIT get new symlinks (smaller ones are copied).
-        if (!dryRun && candidate.size > COPY_ON_MOUNT_LIMIT) {
-          await this.links.bury(candidate.dataKey);
-          buried.push(candidate.dataKey);
-        }
-        if ((await this.links.users(candidate.digest, { dataKey: candidate.dataKey, holder: name })).length > 0) {
-          kept.add(candidate.digest);
-          report.shared.push({ digest: candidate.digest, size: candidate.size });
-        }
-      }
-      candidates = candidates.filter((c) => !kept.has(c.digest));
-
-      let doomed: string[];
-      if (dryRun) {
-        doomed = [...graph.manifests.keys()].filter((d) => !live.has(d));
-      } else if (candidates.length === 0 && (options.mode === "unreferenced" || [...graph.manifests.keys()].every((d) => live.has(d))) && !danglingReferrers(graph)) {
-        // Nothing to delete: no sweep lease (a write of the repository's state key, which R2
-        // takes once a second; collections that find nothing are the common case).
-        doomed = [];
-      } else {
-        const lease = await this.fence.sweep(name);
-        try {
-          // Spare what pushes in progress announced and what was stored since the listing above.
-          const announced = await this.fence.announced(name);
-          const changed = await refresh(this.bucket, name, graph);
-          const more = [...start, ...announced, ...changed.map((entry) => entry.digest)];
-          if (options.mode === "unreferenced") more.push(...graph.manifests.keys());
-          live = reachable(graph, more);
-          used = liveBlobs(graph, live);
-          for (const digest of announced) used.add(digest);
-          blobKeys = await listBlobs(this.bucket, name);
-          candidates = candidates.filter((c) => !used.has(c.digest) && blobKeys.get(c.digest)?.etag === c.object.etag);
-          doomed = [...graph.manifests.values()].filter((n) => !live.has(n.digest) && n.keys.length > 0).map((n) => n.digest);
-          await this.sweep(name, graph, doomed, candidates, announced, lease);
-        } finally {
-          await lease.release().catch(() => undefined);
-        }
-      }
-
-      for (const digest of doomed) {
-        const node = graph.manifests.get(digest)!;
-        report.manifests.push({ digest, size: node.size, tags: node.tags });
-        report.bytes += node.size * Math.max(1, node.keys.length);
-      }
-      for (const candidate of candidates) {
-        report.blobs.push({ digest: candidate.digest, size: candidate.size, kind: candidate.kind });
-        if (candidate.kind === "bytes") report.bytes += candidate.size;
-        if (candidate.kind !== "pointer") continue;
-        // An assembled upload's bytes are freed once no repository points at them any more.
-        const freed = dryRun
-          ? (await this.links.users(candidate.digest, { dataKey: candidate.dataKey }, name)).length === 0
-          : await this.blobs.release(candidate.digest, candidate.dataKey);
-        if (freed) report.bytes += candidate.size;
-      }
-    } finally {
-      for (const dataKey of buried) await this.links.unbury(dataKey).catch(() => undefined);
+    const report: CollectReport = { name, mode: state.mode, dryRun: state.dryRun, manifests: [], blobs: [], shared: [], bytes: 0, complete: false };
+    const collection = new Collection(state, { bucket: this.bucket, blobs: this.blobs, links: this.links, fence: this.fence }, report);
+    const work = budget.slice(budget.left - RESERVE);
+    // Shared bytes are judged through the links index: an older bucket's is built first.
+    if (await this.links.backfill(work)) await collection.advance(work);
+    if (collection.done) {
+      if (etag !== undefined) await this.bucket.delete(keys.collection(state.id));
+      report.complete = true;
+      return report;
     }
+    const written = await saveJson(this.bucket, keys.collection(state.id), collection.saved(), etag);
+    if (written === undefined) console.warn(`r2-registry: gc ${name}: another invocation continued collection ${state.id} meanwhile; its progress stands`);
+    report.next = state.id;
     return report;
-  }
-
-  /** Deletes doomed manifests (with their referrers entries) and blobs, renewing the lease as it goes. */
-  private async sweep(
-    name: string,
-    graph: RepositoryGraph,
-    doomed: string[],
-    candidates: Candidate[],
-    announced: Set<string>,
-    lease: SweepLease,
-  ): Promise<void> {
-    const gone = new Set(doomed);
-    const present = new Set([...graph.manifestKeys.values()].map((entry) => entry.digest));
-    const doomedKeys: string[] = [];
-    for (const digest of doomed) {
-      const node = graph.manifests.get(digest)!;
-      // Tag keys first, the digest key last, as a manifest delete does.
-      doomedKeys.push(...node.keys.filter((k) => lastSegment(k) !== digest), ...node.keys.filter((k) => lastSegment(k) === digest));
-    }
-    for (const entry of graph.referrerEntries) {
-      // Entries of deleted referrers, and of referrers that are not stored at all.
-      if (gone.has(entry.referrer) || (!present.has(entry.referrer) && !announced.has(entry.referrer))) doomedKeys.push(entry.key);
-    }
-    doomedKeys.push(...candidates.map((c) => c.object.key));
-    for (let i = 0; i < doomedKeys.length; i += BATCH) {
-      await lease.renew();
-      await this.bucket.delete(doomedKeys.slice(i, i + BATCH));
-    }
-    for (const candidate of candidates) if (candidate.kind !== "bytes") await this.links.remove(candidate.digest, name);
   }
 }
