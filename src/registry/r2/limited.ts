@@ -124,6 +124,13 @@ function prune(now: number): void {
   }
 }
 
+/**
+ * The time the per-key rule is measured in: monotonic (`performance.now()`), so a test that moves
+ * `Date.now()` (to expire leases) neither refuses writes for the minutes it moved nor lets them
+ * through early.
+ */
+const clock = () => performance.now();
+
 /** Part sizes of multipart uploads made through a limited bucket, by upload id (bounded). */
 const partLog = new Map<string, Map<number, number | undefined>>();
 
@@ -262,7 +269,7 @@ class LimitedBucket implements R2Bucket {
    */
   async write<T>(action: string, key: string, run: () => Promise<T | null>): Promise<T | null> {
     const id = `${this.scope}\u0000${key}`;
-    const now = Date.now();
+    const now = clock();
     const last = writeLog.get(id);
     if (last && (last.inflight || now - last.at < this.limits.writeIntervalMs)) {
       throw refused(new R2LimitError(action, TOO_MANY_REQUESTS, "Reduce your concurrent request rate for the same object."), key);
