@@ -1,5 +1,5 @@
 import { mayAccess, reachesEveryRepository, type Principal } from "../auth";
-import type { Config } from "../config";
+import { MAX_UPLOAD_AGE_SECONDS, type Config } from "../config";
 import { RegistryError } from "../errors";
 import type { CollectAllReport, CollectOptions } from "../registry/r2/gc";
 import type { Registry } from "../registry/registry";
@@ -120,7 +120,12 @@ export const collectRegistry: Handler = async (_request, { registry, config, url
   if (!reachesEveryRepository(principal)) {
     throw new RegistryError("DENIED", "a registry-wide garbage collection needs access to every repository");
   }
-  const options = { ...collectOptions(url, config), uploadMaxAgeMs: seconds(url, "upload_age", config.gc.uploadMaxAgeMs) };
+  const uploadMaxAgeMs = seconds(url, "upload_age", config.gc.uploadMaxAgeMs);
+  // R2 aborts unfinished multipart uploads after 7 days: an older upload cannot be resumed anyway.
+  if (uploadMaxAgeMs > MAX_UPLOAD_AGE_SECONDS * 1000) {
+    throw invalid(`upload_age may be at most ${MAX_UPLOAD_AGE_SECONDS} seconds (7 days, after which R2 aborts unfinished multipart uploads)`);
+  }
+  const options = { ...collectOptions(url, config), uploadMaxAgeMs };
   const report = answersReport(url, options.dryRun === true, principal);
   const store = local(registry);
   if (!store.collectAll) throw new RegistryError("UNSUPPORTED", "this storage has no garbage collection");

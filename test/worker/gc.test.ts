@@ -409,6 +409,12 @@ describe("registry-wide hygiene", () => {
     };
   }
 
+  it("refuses an upload_age beyond the 7 days after which R2 aborts unfinished multipart uploads", async () => {
+    const res = await call(`/v2/_gc?upload_age=${8 * 24 * 3600}`, { method: "POST" });
+    expect(res.status).toBe(400);
+    expect(await errorCode(res)).toBe("UNSUPPORTED");
+  });
+
   it("removes abandoned uploads, their pending bytes and serverless-registry's upload leftovers", async () => {
     const name = uniqueName("abandoned");
     const { location } = await startUpload(name);
