@@ -1,7 +1,8 @@
 import type { ParsedManifest } from "../oci/manifest";
 import { parseDigest } from "../oci/digest";
 import type { CollectAllOptions, CollectAllReport, CollectOptions, CollectReport } from "../registry/r2/gc";
-import type { Chunk, PageRequest, PutManifestOptions, RangeRequest, ReferrersRequest, Registry } from "../registry/registry";
+import { ForwardingRegistry } from "../registry/forwarding";
+import type { PutManifestOptions, Registry } from "../registry/registry";
 import { collectionEvents, deleteEvent, manifestEvent, type EventContext } from "./event";
 import type { Notifier } from "./notifier";
 
@@ -14,7 +15,7 @@ import type { Notifier } from "./notifier";
  * @example
  * registry = new NotifyingRegistry(registry, notifier, requestContext(request, url, principal));
  */
-export class NotifyingRegistry implements Registry {
+export class NotifyingRegistry extends ForwardingRegistry {
   announce?: Registry["announce"];
   hasPushes?: Registry["hasPushes"];
   tagRecords?: Registry["tagRecords"];
@@ -22,10 +23,11 @@ export class NotifyingRegistry implements Registry {
   collectAll?: (options: CollectAllOptions) => Promise<CollectAllReport>;
 
   constructor(
-    private readonly inner: Registry,
+    inner: Registry,
     private readonly notifier: Notifier,
     private readonly context: EventContext,
   ) {
+    super(inner);
     if (inner.announce) this.announce = (name, digests) => inner.announce!(name, digests);
     if (inner.hasPushes) this.hasPushes = (name) => inner.hasPushes!(name);
     if (inner.tagRecords) this.tagRecords = (name) => inner.tagRecords!(name);
@@ -45,7 +47,7 @@ export class NotifyingRegistry implements Registry {
     }
   }
 
-  async getManifest(name: string, reference: string) {
+  override async getManifest(name: string, reference: string) {
     const manifest = await this.inner.getManifest(name, reference);
     if (manifest && this.notifier.wants("pull", name)) {
       const tag = parseDigest(reference) === undefined ? reference : undefined;
@@ -54,7 +56,7 @@ export class NotifyingRegistry implements Registry {
     return manifest;
   }
 
-  async putManifest(name: string, manifest: ParsedManifest, digest: string, tags: string[], options?: PutManifestOptions) {
+  override async putManifest(name: string, manifest: ParsedManifest, digest: string, tags: string[], options?: PutManifestOptions) {
     const info = await this.inner.putManifest(name, manifest, digest, tags, options);
     if (!options?.cached) {
       const each = tags.length > 0 ? tags : [undefined];
@@ -63,7 +65,7 @@ export class NotifyingRegistry implements Registry {
     return info;
   }
 
-  async deleteManifest(name: string, reference: string) {
+  override async deleteManifest(name: string, reference: string) {
     const deleted = await this.inner.deleteManifest(name, reference);
     if (deleted) {
       const what = parseDigest(reference) === undefined ? { tag: reference } : { manifest: reference };
@@ -72,7 +74,7 @@ export class NotifyingRegistry implements Registry {
     return deleted;
   }
 
-  async deleteBlob(name: string, digest: string) {
+  override async deleteBlob(name: string, digest: string) {
     const deleted = await this.inner.deleteBlob(name, digest);
     if (deleted) this.notifier.emit([deleteEvent(this.context, name, { blob: digest })]);
     return deleted;
@@ -84,44 +86,4 @@ export class NotifyingRegistry implements Registry {
     return local ? new NotifyingRegistry(local, this.notifier, this.context) : this;
   }
 
-  // Everything else passes through.
-  statManifest(name: string, reference: string) {
-    return this.inner.statManifest(name, reference);
-  }
-  statBlob(name: string, digest: string) {
-    return this.inner.statBlob(name, digest);
-  }
-  getBlob(name: string, digest: string, range?: RangeRequest) {
-    return this.inner.getBlob(name, digest, range);
-  }
-  mountBlob(name: string, digest: string, from: string) {
-    return this.inner.mountBlob(name, digest, from);
-  }
-  putBlob(name: string, digest: string, chunk: Chunk) {
-    return this.inner.putBlob(name, digest, chunk);
-  }
-  startUpload(name: string) {
-    return this.inner.startUpload(name);
-  }
-  getUpload(name: string, id: string) {
-    return this.inner.getUpload(name, id);
-  }
-  appendUpload(name: string, id: string, chunk: Chunk) {
-    return this.inner.appendUpload(name, id, chunk);
-  }
-  finishUpload(name: string, id: string, digest: string, chunk: Chunk) {
-    return this.inner.finishUpload(name, id, digest, chunk);
-  }
-  cancelUpload(name: string, id: string) {
-    return this.inner.cancelUpload(name, id);
-  }
-  listTags(name: string, page: PageRequest) {
-    return this.inner.listTags(name, page);
-  }
-  listRepositories(page: PageRequest) {
-    return this.inner.listRepositories(page);
-  }
-  listReferrers(name: string, subject: string, page: ReferrersRequest) {
-    return this.inner.listReferrers(name, subject, page);
-  }
 }

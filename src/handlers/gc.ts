@@ -1,21 +1,10 @@
-import { mayAccess, reachesEveryRepository, type Principal } from "../auth";
+import { reachesEveryRepository } from "../auth";
 import { MAX_UPLOAD_AGE_SECONDS, type Config } from "../config";
 import { RegistryError } from "../errors";
 import type { CollectAllReport, CollectOptions } from "../registry/r2/gc";
 import type { Registry } from "../registry/registry";
 import { nameParam, type Handler } from "./context";
-
-function invalid(message: string): RegistryError {
-  return new RegistryError("UNSUPPORTED", message, { status: 400 });
-}
-
-function flag(url: URL, key: string): boolean {
-  const value = url.searchParams.get(key);
-  if (value === null) return false;
-  if (/^(|1|true|yes)$/i.test(value)) return true;
-  if (/^(0|false|no)$/i.test(value)) return false;
-  throw invalid(`${key} must be true or false`);
-}
+import { answersReport, flag, invalid, type RunAnswers } from "./run-query";
 
 function seconds(url: URL, key: string, fallbackMs: number): number {
   const value = url.searchParams.get(key);
@@ -49,23 +38,7 @@ function continuation(url: URL, next: string | undefined, dryRun: boolean): Reco
   return { Link: `<${url.pathname}?${query.toString()}>; rel="next"` };
 }
 
-/**
- * Whether the run answers what it found (`dry_run=true` or `report=true`). Such an answer lists
- * manifests, tags and blobs, so it needs pull as well as the push a collection needs: checked
- * before anything is collected. A plain run answers only `{"success":true}`.
- */
-function answersReport(url: URL, dryRun: boolean, principal: Principal, name?: string): boolean {
-  const report = dryRun || flag(url, "report");
-  if (report && !mayAccess(principal, "pull", name)) {
-    const where = name === undefined ? "" : ` from ${name}`;
-    throw new RegistryError(
-      "DENIED",
-      `${principal.username} may not pull${where}: a garbage collection with dry_run or report lists manifests, tags and blobs, so it needs pull as well as push (a run without them answers only {"success":true})`,
-      { detail: name === undefined ? null : { name } },
-    );
-  }
-  return report;
-}
+const GC_ANSWERS: RunAnswers = { run: "a garbage collection", lists: "manifests, tags and blobs", plain: '{"success":true}' };
 
 function local(registry: Registry): Registry {
   return registry.withoutUpstreams?.() ?? registry;
@@ -91,7 +64,7 @@ function json(value: unknown, headers: Record<string, string> = {}): Response {
 export const collectRepository: Handler = async (request, { registry, config, url, principal }) => {
   const name = nameParam(request);
   const options = collectOptions(url, config);
-  const report = answersReport(url, options.dryRun === true, principal, name);
+  const report = answersReport(url, options.dryRun === true, principal, GC_ANSWERS, name);
   const store = local(registry);
   if (!store.collect) throw new RegistryError("UNSUPPORTED", "this storage has no garbage collection");
   const found = await store.collect(name, options);
@@ -126,7 +99,7 @@ export const collectRegistry: Handler = async (_request, { registry, config, url
     throw invalid(`upload_age may be at most ${MAX_UPLOAD_AGE_SECONDS} seconds (7 days, after which R2 aborts unfinished multipart uploads)`);
   }
   const options = { ...collectOptions(url, config), uploadMaxAgeMs };
-  const report = answersReport(url, options.dryRun === true, principal);
+  const report = answersReport(url, options.dryRun === true, principal, GC_ANSWERS);
   const store = local(registry);
   if (!store.collectAll) throw new RegistryError("UNSUPPORTED", "this storage has no garbage collection");
   const found = await store.collectAll(options);

@@ -1,38 +1,11 @@
-import { mayAccess, reachesEveryRepository, type Principal } from "../auth";
+import { reachesEveryRepository } from "../auth";
 import { RegistryError } from "../errors";
 import { describeRetention, retainAll, retainRepository, type RetentionContext, type RetentionRun } from "../policy/run";
 import type { Registry } from "../registry/registry";
 import { nameParam, type Context, type Handler } from "./context";
+import { answersReport, flag, invalid, type RunAnswers } from "./run-query";
 
-function invalid(message: string): RegistryError {
-  return new RegistryError("UNSUPPORTED", message, { status: 400 });
-}
-
-function flag(url: URL, key: string): boolean {
-  const value = url.searchParams.get(key);
-  if (value === null) return false;
-  if (/^(|1|true|yes)$/i.test(value)) return true;
-  if (/^(0|false|no)$/i.test(value)) return false;
-  throw invalid(`${key} must be true or false`);
-}
-
-/**
- * Whether the run answers what it found (`dry_run=true` or `report=true`). That answer names tags
- * and digests, so it needs pull as well as the push a run needs (as a garbage collection's does),
- * checked before anything is removed.
- */
-function answersReport(url: URL, dryRun: boolean, principal: Principal, name?: string): boolean {
-  const report = dryRun || flag(url, "report");
-  if (report && !mayAccess(principal, "pull", name)) {
-    const where = name === undefined ? "" : ` from ${name}`;
-    throw new RegistryError(
-      "DENIED",
-      `${principal.username} may not pull${where}: a retention run with dry_run or report lists tags and digests, so it needs pull as well as push (a run without them answers only what it got through)`,
-      { detail: name === undefined ? null : { name } },
-    );
-  }
-  return report;
-}
+const RETENTION_ANSWERS: RunAnswers = { run: "a retention run", lists: "tags and digests", plain: "what it got through" };
 
 function retention({ registry, config, bucket }: Context): RetentionContext {
   if (!bucket) throw new RegistryError("UNSUPPORTED", "this storage keeps no retention runs");
@@ -63,7 +36,7 @@ export const retainOne: Handler = async (request, context) => {
   const { url, principal } = context;
   const name = nameParam(request);
   const dryRun = flag(url, "dry_run");
-  const report = answersReport(url, dryRun, principal, name);
+  const report = answersReport(url, dryRun, principal, RETENTION_ANSWERS, name);
   const startedAt = Date.now();
   const found = await retainRepository(retention(context), name, { dryRun, now: startedAt });
   const complete = (found?.pending ?? 0) === 0;
@@ -96,7 +69,7 @@ export const retainEvery: Handler = async (_request, context) => {
   const cursor = url.searchParams.get("cursor") ?? undefined;
   if (cursor !== undefined && !/^[0-9a-z-]{1,64}$/.test(cursor)) throw invalid("cursor must be the `next` of an earlier answer");
   const dryRun = flag(url, "dry_run");
-  const report = answersReport(url, dryRun, principal);
+  const report = answersReport(url, dryRun, principal, RETENTION_ANSWERS);
   const run = await retainAll(retention(context), { dryRun, ...(cursor !== undefined ? { cursor } : {}) });
   console.log(`r2-registry: retention of all repositories: ${describeRetention(run)}`);
   const query = new URLSearchParams({ cursor: run.next ?? "" });

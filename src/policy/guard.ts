@@ -1,7 +1,8 @@
 import { RegistryError } from "../errors";
 import { parseDigest } from "../oci/digest";
 import { referencesOf, type ParsedManifest } from "../oci/manifest";
-import type { Chunk, PageRequest, PutManifestOptions, PutManifestResult, RangeRequest, ReferrersRequest, Registry } from "../registry/registry";
+import { ForwardingRegistry } from "../registry/forwarding";
+import type { PutManifestOptions, PutManifestResult, Registry } from "../registry/registry";
 import type { CollectAllOptions, CollectOptions } from "../registry/r2/gc";
 import type { ImmutableRule, ImmutableTags } from "./immutable";
 
@@ -42,17 +43,18 @@ async function bytesOf(body: ReadableStream<Uint8Array>): Promise<Uint8Array> {
  * @example
  * const registry = new ImmutableRegistry(new R2Registry(env.REGISTRY), parseImmutableTags("*:v*", []));
  */
-export class ImmutableRegistry implements Registry {
+export class ImmutableRegistry extends ForwardingRegistry {
   private readonly local: Registry;
 
   constructor(
-    private readonly inner: Registry,
+    inner: Registry,
     private readonly rules: ImmutableTags,
   ) {
+    super(inner);
     this.local = inner.withoutUpstreams?.() ?? inner;
   }
 
-  async putManifest(name: string, manifest: ParsedManifest, digest: string, tags: string[], options: PutManifestOptions = {}): Promise<PutManifestResult> {
+  override async putManifest(name: string, manifest: ParsedManifest, digest: string, tags: string[], options: PutManifestOptions = {}): Promise<PutManifestResult> {
     if (options.cached) return this.inner.putManifest(name, manifest, digest, tags, options);
     const write: string[] = [];
     const createOnly: string[] = [...(options.createOnly ?? [])];
@@ -81,7 +83,7 @@ export class ImmutableRegistry implements Registry {
     return info;
   }
 
-  async deleteManifest(name: string, reference: string): Promise<boolean> {
+  override async deleteManifest(name: string, reference: string): Promise<boolean> {
     if (parseDigest(reference) === undefined) {
       const rule = this.rules.ruleFor(name, reference);
       if (rule && (await this.local.statManifest(name, reference))) {
@@ -104,7 +106,7 @@ export class ImmutableRegistry implements Registry {
     return this.inner.deleteManifest(name, reference);
   }
 
-  async deleteBlob(name: string, digest: string): Promise<boolean> {
+  override async deleteBlob(name: string, digest: string): Promise<boolean> {
     const hold = await this.holder(name, { blob: digest });
     if (hold) {
       throw refused(
@@ -183,55 +185,12 @@ export class ImmutableRegistry implements Registry {
     return this.local === this.inner ? this : new ImmutableRegistry(this.local, this.rules);
   }
 
-  // Everything else is the wrapped registry's.
-  statBlob(name: string, digest: string) {
-    return this.inner.statBlob(name, digest);
-  }
-  getBlob(name: string, digest: string, range?: RangeRequest) {
-    return this.inner.getBlob(name, digest, range);
-  }
-  mountBlob(name: string, digest: string, from: string) {
-    return this.inner.mountBlob(name, digest, from);
-  }
-  putBlob(name: string, digest: string, chunk: Chunk) {
-    return this.inner.putBlob(name, digest, chunk);
-  }
-  startUpload(name: string) {
-    return this.inner.startUpload(name);
-  }
-  getUpload(name: string, id: string) {
-    return this.inner.getUpload(name, id);
-  }
-  appendUpload(name: string, id: string, chunk: Chunk) {
-    return this.inner.appendUpload(name, id, chunk);
-  }
-  finishUpload(name: string, id: string, digest: string, chunk: Chunk) {
-    return this.inner.finishUpload(name, id, digest, chunk);
-  }
-  cancelUpload(name: string, id: string) {
-    return this.inner.cancelUpload(name, id);
-  }
-  getManifest(name: string, reference: string) {
-    return this.inner.getManifest(name, reference);
-  }
-  statManifest(name: string, reference: string) {
-    return this.inner.statManifest(name, reference);
-  }
   hasPushes(name: string) {
     return this.inner.hasPushes ? this.inner.hasPushes(name) : Promise.resolve(true);
   }
   tagRecords(name: string) {
     if (!this.local.tagRecords) throw new RegistryError("UNSUPPORTED", "this storage cannot tell when tags were pushed");
     return this.local.tagRecords(name);
-  }
-  listTags(name: string, page: PageRequest) {
-    return this.inner.listTags(name, page);
-  }
-  listRepositories(page: PageRequest) {
-    return this.inner.listRepositories(page);
-  }
-  listReferrers(name: string, subject: string, page: ReferrersRequest) {
-    return this.inner.listReferrers(name, subject, page);
   }
   announce(name: string, digests: string[]) {
     return this.inner.announce ? this.inner.announce(name, digests) : Promise.resolve({ release: async () => {} });
