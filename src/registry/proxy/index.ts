@@ -1,10 +1,10 @@
 import { parseDigest, type VerifiableAlgorithm } from "../../oci/digest";
 import type { ParsedManifest } from "../../oci/manifest";
 import { isTag } from "../../oci/names";
+import { ForwardingRegistry } from "../forwarding";
 import type {
   BlobContent,
   BlobInfo,
-  Chunk,
   ManifestContent,
   ManifestInfo,
   Page,
@@ -12,7 +12,6 @@ import type {
   PutManifestOptions,
   ByteRange,
   RangeRequest,
-  ReferrersRequest,
   Registry,
 } from "../registry";
 import { copyTee, type CopyTee } from "./tee";
@@ -97,14 +96,16 @@ interface Ask {
  * @example
  * const registry = new ProxyRegistry(new R2Registry(env.REGISTRY), [new Upstream(config)], { waitUntil: (p) => ctx.waitUntil(p) });
  */
-export class ProxyRegistry implements Registry {
+export class ProxyRegistry extends ForwardingRegistry {
   private readonly copyLimits: CopyLimits;
 
   constructor(
-    private readonly local: Registry,
+    local: Registry,
     private readonly upstreams: Upstream[],
     private readonly options: ProxyOptions,
   ) {
+    // Everything not overridden here (uploads, deletes, the catalog, referrers) is local.
+    super(local);
     this.copyLimits = { ...DEFAULT_COPY_LIMITS, ...options.copy };
   }
 
@@ -115,7 +116,7 @@ export class ProxyRegistry implements Registry {
   private async candidates(name: string, pushed?: boolean): Promise<Upstream[]> {
     const routed = upstreamsFor(this.upstreams, name);
     if (routed.every((u) => u.config.fillLocal)) return routed;
-    const hasPushes = pushed ?? (this.local.hasPushes ? await this.local.hasPushes(name) : true);
+    const hasPushes = pushed ?? (this.inner.hasPushes ? await this.inner.hasPushes(name) : true);
     return hasPushes ? routed.filter((u) => u.config.fillLocal) : routed;
   }
 
@@ -139,8 +140,8 @@ export class ProxyRegistry implements Registry {
     return null;
   }
 
-  async statBlob(name: string, digest: string): Promise<BlobInfo | null> {
-    const local = await this.local.statBlob(name, digest);
+  override async statBlob(name: string, digest: string): Promise<BlobInfo | null> {
+    const local = await this.inner.statBlob(name, digest);
     if (local) return local;
     return this.ask(name, { what: `HEAD blob ${name}@${digest}`, onError: "miss" }, async (upstream) => {
       const response = await upstream.blob(name, digest, "HEAD");
@@ -151,8 +152,8 @@ export class ProxyRegistry implements Registry {
     });
   }
 
-  async getBlob(name: string, digest: string, range?: RangeRequest): Promise<BlobContent | null> {
-    const local = await this.local.getBlob(name, digest, range);
+  override async getBlob(name: string, digest: string, range?: RangeRequest): Promise<BlobContent | null> {
+    const local = await this.inner.getBlob(name, digest, range);
     if (local) return local;
     return this.ask(name, { what: `GET blob ${name}@${digest}` }, (upstream) => this.blobFrom(upstream, name, digest, range));
   }
@@ -210,11 +211,11 @@ export class ProxyRegistry implements Registry {
     const settle = guardCopy(tee, this.copyLimits);
     const work = (async () => {
       try {
-        if (await this.local.statBlob(name, digest)) {
+        if (await this.inner.statBlob(name, digest)) {
           await tee.copy.cancel();
           return;
         }
-        await this.local.putBlob(name, digest, { body: tee.copy, length: size });
+        await this.inner.putBlob(name, digest, { body: tee.copy, length: size });
       } catch (error) {
         await tee.copy.cancel().catch(() => {});
         log(upstream, `blob ${name}@${digest} not cached`, error);
@@ -227,8 +228,8 @@ export class ProxyRegistry implements Registry {
     return work;
   }
 
-  async getManifest(name: string, reference: string): Promise<ManifestContent | null> {
-    const local = await this.local.getManifest(name, reference);
+  override async getManifest(name: string, reference: string): Promise<ManifestContent | null> {
+    const local = await this.inner.getManifest(name, reference);
     if (local) {
       if (!(await this.isStale(name, reference, local))) return local;
       const fetched = await this.fetchManifest(name, reference).catch(() => null); // failed: the cached tag
@@ -240,8 +241,8 @@ export class ProxyRegistry implements Registry {
     return fetched ? this.serve(fetched) : null;
   }
 
-  async statManifest(name: string, reference: string): Promise<ManifestInfo | null> {
-    const local = await this.local.statManifest(name, reference);
+  override async statManifest(name: string, reference: string): Promise<ManifestInfo | null> {
+    const local = await this.inner.statManifest(name, reference);
     if (local && !(await this.isStale(name, reference, local))) return local;
     // A HEAD fetches the manifest (cached for the GET that follows) so what it reports is verified.
     // A HEAD by digest is what a push asks before uploading: an upstream failing is a miss.
@@ -287,7 +288,7 @@ export class ProxyRegistry implements Registry {
     if (!fetched.parsed) return;
     const isTag = parseDigest(reference) === undefined;
     try {
-      await this.local.putManifest(name, fetched.parsed, fetched.digest, isTag ? [reference] : [], { cached: true });
+      await this.inner.putManifest(name, fetched.parsed, fetched.digest, isTag ? [reference] : [], { cached: true });
       if (isTag && this.options.bucket) {
         await this.options.bucket.put(tagMarkerKey(name, reference), JSON.stringify({ upstream: fetched.upstream.config.registry, digest: fetched.digest }));
       }
@@ -343,8 +344,8 @@ export class ProxyRegistry implements Registry {
     return false;
   }
 
-  async listTags(name: string, page: PageRequest): Promise<Page<string> | null> {
-    const local = await this.local.listTags(name, page);
+  override async listTags(name: string, page: PageRequest): Promise<Page<string> | null> {
+    const local = await this.inner.listTags(name, page);
     if (local) return local;
     // No local list: the repository does not exist here, so it holds no pushes.
     return this.ask(name, { what: `GET tags of ${name}`, pushed: false }, async (upstream) => {
@@ -354,52 +355,18 @@ export class ProxyRegistry implements Registry {
   }
 
   withoutUpstreams(): Registry {
-    return this.local;
+    return this.inner;
   }
 
   hasPushes(name: string): Promise<boolean> {
-    return this.local.hasPushes ? this.local.hasPushes(name) : Promise.resolve(true);
+    return this.inner.hasPushes ? this.inner.hasPushes(name) : Promise.resolve(true);
   }
 
-  // Everything else is local.
-  deleteBlob(name: string, digest: string) {
-    return this.local.deleteBlob(name, digest);
-  }
-  mountBlob(name: string, digest: string, from: string) {
-    return this.local.mountBlob(name, digest, from);
-  }
-  putBlob(name: string, digest: string, chunk: Chunk) {
-    return this.local.putBlob(name, digest, chunk);
-  }
-  startUpload(name: string) {
-    return this.local.startUpload(name);
-  }
-  getUpload(name: string, id: string) {
-    return this.local.getUpload(name, id);
-  }
-  appendUpload(name: string, id: string, chunk: Chunk) {
-    return this.local.appendUpload(name, id, chunk);
-  }
-  finishUpload(name: string, id: string, digest: string, chunk: Chunk) {
-    return this.local.finishUpload(name, id, digest, chunk);
-  }
-  cancelUpload(name: string, id: string) {
-    return this.local.cancelUpload(name, id);
-  }
-  async putManifest(name: string, manifest: ParsedManifest, digest: string, tags: string[], options?: PutManifestOptions) {
-    const info = await this.local.putManifest(name, manifest, digest, tags, options);
+  override async putManifest(name: string, manifest: ParsedManifest, digest: string, tags: string[], options?: PutManifestOptions) {
+    const info = await this.inner.putManifest(name, manifest, digest, tags, options);
     // A tag pushed here is this registry's own from now on: never re-checked upstream.
     const bucket = this.options.bucket;
     if (bucket && tags.length > 0 && !options?.cached) await bucket.delete(tags.map((tag) => tagMarkerKey(name, tag)));
     return info;
-  }
-  deleteManifest(name: string, reference: string) {
-    return this.local.deleteManifest(name, reference);
-  }
-  listRepositories(page: PageRequest) {
-    return this.local.listRepositories(page);
-  }
-  listReferrers(name: string, subject: string, page: ReferrersRequest) {
-    return this.local.listReferrers(name, subject, page);
   }
 }
