@@ -36,6 +36,19 @@ export interface RunningDevServer {
 }
 
 export async function startDevServer(opts: DevServerOptions = {}): Promise<RunningDevServer> {
+  // A port found free can be taken by another process before wrangler binds it (CI saw
+  // "Address already in use" once): start again on another port, a few times at most.
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await startOnce(opts);
+    } catch (error) {
+      const taken = error instanceof Error && error.message.includes("Address already in use");
+      if (!taken || opts.port !== undefined || attempt >= 3) throw error;
+    }
+  }
+}
+
+async function startOnce(opts: DevServerOptions): Promise<RunningDevServer> {
   const workDir = opts.stateDir ? undefined : makeTempDir("e2e-dev");
   const stateDir = opts.stateDir ?? join(workDir!, "state");
   const port = opts.port ?? (await freePort());
