@@ -4,8 +4,8 @@
  * in skopeo's output) and accepted when it pushes the same image again; then CI tags are pushed,
  * a retention dry run lists exactly the old ones, a real run removes them, a garbage collection
  * frees their manifests and blobs, and the tags kept pull back with every digest unchanged.
- * (The pushed-time clauses over days are covered in test/worker/retention.test.ts, where the
- * Worker's clock can be set.)
+ * Tags pushed over days (`most_recent` and `pushed_within` against 30 tags) are in
+ * policies-retention.test.ts, and docker refused over an immutable tag in policies-docker.test.ts.
  */
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
