@@ -53,9 +53,12 @@ async function handle(request: Request, env: Env, ctx: ExecutionContext, url: UR
     background.push(promise);
     ctx.waitUntil(promise);
   };
+  const began = Date.now();
+  let answered = 0;
   const log = () => {
     const { classA, classB, free } = meter.usage;
-    console.log(`r2-registry: R2 operations for ${request.method} ${url.pathname}: class A ${classA}, class B ${classB}, free ${free}`);
+    const timing = `answered in ${(answered || Date.now()) - began} ms, done in ${Date.now() - began} ms`;
+    console.log(`r2-registry: R2 operations for ${request.method} ${url.pathname}: class A ${classA}, class B ${classB}, free ${free} (${timing})`);
   };
   let response: Response;
   try {
@@ -73,6 +76,7 @@ async function handle(request: Request, env: Env, ctx: ExecutionContext, url: UR
     background.push(done);
     response = new Response(readable, response);
   }
+  answered = Date.now();
   if (background.length === 0) log();
   else ctx.waitUntil(Promise.allSettled(background).then(log));
   return response;

@@ -100,7 +100,8 @@ describe("copies larger than one R2 put", () => {
     const bytes = bytesOf(11 * MiB + 123, 5);
     const digest = await sha512(bytes);
     const upload = await registry.startUpload(name);
-    await registry.appendUpload(name, upload.id, { body: stream(bytes), length: bytes.byteLength });
+    // A chunk with its Content-Range (start 0) is stored in the upload's segments.
+    await registry.appendUpload(name, upload.id, { body: stream(bytes), length: bytes.byteLength, start: 0 });
     expect(await registry.finishUpload(name, upload.id, digest, { body: null })).toEqual({ digest, size: bytes.byteLength });
 
     const key = `${name}/blobs/${digest}`;
@@ -129,7 +130,7 @@ describe("copies larger than one R2 put", () => {
     const bytes = bytesOf(11 * MiB, 7);
     const wrong = await sha512(bytesOf(11 * MiB, 8));
     const upload = await registry.startUpload(name);
-    await registry.appendUpload(name, upload.id, { body: stream(bytes), length: bytes.byteLength });
+    await registry.appendUpload(name, upload.id, { body: stream(bytes), length: bytes.byteLength, start: 0 });
     const error = await registry.finishUpload(name, upload.id, wrong, { body: null }).catch((e: unknown) => e);
     expect(error).toBeInstanceOf(RegistryError);
     expect((error as RegistryError).code).toBe("DIGEST_INVALID");

@@ -357,11 +357,13 @@ export class R2Blobs {
   /**
    * Stores bytes under a digest, letting R2 verify them against it (natively: no hashing in the
    * Worker); throws DIGEST_INVALID when they differ (and nothing is stored). A stream is written
-   * as it arrives, never buffered, and must have exactly `length` bytes.
+   * as it arrives, never buffered, and must have exactly `length` bytes. `ifAbsent`: a blob key
+   * that exists already (bytes, a symlink or a pointer) is left as it is. `hashed`: the Worker
+   * computed the digest from these very bytes, R2 need not check them again.
    */
-  async put(name: string, digest: Digest, value: ReadableStream | ArrayBuffer | Uint8Array, length: number): Promise<BlobInfo> {
-    const options: R2PutOptions = {};
-    if (digest.algorithm === "sha256" || digest.algorithm === "sha512") options[digest.algorithm] = digest.encoded;
+  async put(name: string, digest: Digest, value: ReadableStream | ArrayBuffer | Uint8Array, length: number, { ifAbsent = false, hashed = false } = {}): Promise<BlobInfo> {
+    const options: R2PutOptions = ifAbsent ? { onlyIf: { etagDoesNotMatch: "*" } } : {};
+    if (!hashed && (digest.algorithm === "sha256" || digest.algorithm === "sha512")) options[digest.algorithm] = digest.encoded;
     try {
       await this.bucket.put(keys.blob(name, digest.value), value instanceof ReadableStream ? withLength(value, length) : value, options);
     } catch (error) {

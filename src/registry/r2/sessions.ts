@@ -27,7 +27,7 @@ export interface SessionState {
   version: 3;
   id: string;
   name: string;
-  /** Bytes received: the sum of `segments`. */
+  /** Bytes received: the sum of `segments` (or the size of `blob`). */
   offset: number;
   /** Where the bytes go: `_data/<id>` and its segments (see `segments.ts`), published without a copy. */
   dataKey: string;
@@ -41,6 +41,12 @@ export interface SessionState {
   hash?: Sha256State;
   /** The digest of every byte received, when the bytes were hashed natively. */
   digest?: string;
+  /**
+   * Set when the bytes are not in `segments` but at the repository's blob key for this digest: a
+   * small blob that came whole in the upload's first request went straight there
+   * (`whole-blob.ts`), so the closing `PUT` copies nothing.
+   */
+  blob?: string;
   createdAt: number;
   updatedAt: number;
 }
@@ -110,7 +116,8 @@ function boundaries(state: SessionState): number[] {
  * - `POST` writes `_uploads/<id>/created` once: the session at offset 0.
  * - A request that writes bytes first takes the lease `_uploads/<id>/lease-<offset>`, created only
  *   if absent, so one request wins (an expired one is taken over on its etag; renewed every 30 s of
- *   a long chunk), then checks the session is still where it read it.
+ *   a long chunk), then checks the session is still where it read it. A small whole blob, stored
+ *   at its blob key rather than in the session's data, needs no lease (`record`).
  * - Its commit records the new state in `_uploads/<id>` (created if absent, else conditional on the
  *   etag it read, when that was written at least 2 s ago), or else in the write-once
  *   `_uploads/<id>/after-<offset>`; a read follows `after-` keys from `_uploads/<id>` on.
@@ -156,12 +163,13 @@ export class SessionStore {
    */
   async load(name: string, id: string): Promise<Session> {
     if (!UUID.test(id)) throw unknown(id);
-    const object = await this.bucket.get(keys.upload(id));
+    // Both at once: one round trip fewer for a session's first request, one read more for the others.
+    const [object, created] = await Promise.all([this.bucket.get(keys.upload(id)), this.bucket.get(keys.uploadCreated(id))]);
     if (!object) {
-      const created = await this.bucket.get(keys.uploadCreated(id));
       if (!created) throw unknown(id);
       return { state: this.parse(await created.text(), name, id), head: null };
     }
+    await created?.body.cancel();
     let state = this.parse(await object.text(), name, id);
     const head = { etag: object.etag, uploaded: object.uploaded.getTime() };
     for (let after = await this.bucket.get(keys.uploadAfter(id, state.offset)); after; after = await this.bucket.get(keys.uploadAfter(id, state.offset))) {
@@ -273,28 +281,41 @@ export class SessionStore {
    */
   async commit(session: Session, lease: Lease, next: SessionState): Promise<void> {
     await this.renew(session, lease);
+    await this.record(session, next);
+    // The state key now holds all `created` did.
+    if (!session.head) lease.obsolete = [keys.uploadCreated(session.state.id)];
+  }
+
+  /**
+   * Records the state a request reached without a lease: for a request whose bytes went to a key
+   * no other request of the session writes (a whole blob at its blob key). The write is
+   * conditional on the session not having moved since `session` was read, so of two such requests
+   * one records and the other gets 416.
+   */
+  async record(session: Session, next: SessionState): Promise<void> {
     const { state, head } = session;
     const text = JSON.stringify({ ...next, updatedAt: Date.now() });
     let written: R2Object | null;
     if (!head) written = await this.bucket.put(keys.upload(state.id), text, { onlyIf: { etagDoesNotMatch: "*" } });
     else if (Date.now() - head.uploaded >= HEAD_REWRITE_MS) written = await this.bucket.put(keys.upload(state.id), text, { onlyIf: { etagMatches: head.etag } });
     else written = await this.bucket.put(keys.uploadAfter(state.id, state.offset), text, { onlyIf: { etagDoesNotMatch: "*" } });
-    if (!written) throw outOfOrder(state, "the upload changed while this chunk was written; resume from Range");
-    // The state key now holds all `created` did.
-    if (!head) lease.obsolete = [keys.uploadCreated(state.id)];
+    if (!written) throw await this.moved(session).catch(() => outOfOrder(state, "the upload changed while this chunk was written; resume from Range"));
   }
 
   /**
    * Ends a session: its records first (so no request can take it up again), with its segments
    * unless `keepBytes` (published, or left to the orphan sweep), then its leases. `after-` and
-   * `lease-` keys can only be at offsets where a segment starts, or at the end.
+   * `lease-` keys can only be at offsets where a segment starts, or at the end. A session with no
+   * segments (a whole blob stored at its blob key) has no bytes a late request could reach, and
+   * ends in one call.
    */
   async end(state: SessionState, keepBytes: boolean): Promise<void> {
     const starts = boundaries(state);
     const records = [keys.uploadCreated(state.id), keys.upload(state.id), ...starts.filter((at) => at > 0).map((at) => keys.uploadAfter(state.id, at))];
     if (!keepBytes) records.push(...state.segments.map((_, i) => segmentKey(state.dataKey, i)));
-    await deleteKeys(this.bucket, records);
     const leases = [...new Set([...starts, state.offset])].map((at) => keys.uploadLease(state.id, at));
+    if (state.segments.length === 0) return deleteKeys(this.bucket, [...records, ...leases]);
+    await deleteKeys(this.bucket, records);
     await deleteKeys(this.bucket, leases);
   }
 }

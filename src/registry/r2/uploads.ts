@@ -7,7 +7,11 @@ import { ingest } from "./ingest";
 import { RunningHash } from "./running-hash";
 import { readSegments } from "./segments";
 import { outOfOrder, SessionStore, type Lease, type Session, type SessionState } from "./sessions";
-import { byteReader } from "../../streams";
+import { byteReader, withLength } from "../../streams";
+import { parseDigest } from "../../oci/digest";
+import { keys } from "./keys";
+import { segmentKey } from "./segments";
+import { isWholeSmallBlob, receiveWhole } from "./whole-blob";
 
 /**
  * Default part size for a body of unknown length (chunked transfer encoding), which must be
@@ -72,7 +76,9 @@ export class R2Uploads {
   }
 
   async append(name: string, id: string, chunk: Chunk): Promise<UploadStatus> {
-    const { leased, written } = await this.leaseAndWrite(name, id, chunk);
+    const session = await this.sessions.load(name, id);
+    if (isWholeSmallBlob(session.state.offset, chunk)) return status(await this.appendWhole(session, chunk.body, chunk.length));
+    const { leased, written } = await this.leaseAndWrite(session, chunk);
     try {
       // A request that stored nothing leaves the session as it was.
       if (written.state.offset > leased.session.state.offset) await this.sessions.commit(leased.session, leased.lease, written.state);
@@ -85,9 +91,19 @@ export class R2Uploads {
   }
 
   async finish(name: string, id: string, digest: Digest, chunk: Chunk): Promise<BlobInfo> {
+    const session = await this.sessions.load(name, id);
+    if (session.state.blob !== undefined && !hasBytes(chunk)) {
+      // The blob is at its blob key already: nothing to copy, nothing to take a lease for.
+      if (chunk.body) await chunk.body.cancel().catch(() => undefined);
+      try {
+        return await this.finishWhole(name, digest, session.state.blob, session.state.offset);
+      } finally {
+        await this.sessions.end(session.state, true).catch(() => undefined);
+      }
+    }
     // The lease makes this request the only one finishing the session: a retried PUT or a DELETE
     // meanwhile is refused, so nothing deletes bytes this one publishes.
-    const { leased, written } = await this.leaseAndWrite(name, id, chunk);
+    const { leased, written } = await this.leaseAndWrite(session, chunk);
     if (written.interrupted !== undefined) {
       try {
         if (written.state.offset > leased.session.state.offset) await this.sessions.commit(leased.session, leased.lease, written.state);
@@ -127,6 +143,60 @@ export class R2Uploads {
   }
 
   /**
+   * Stores a small blob sent whole as the upload's first request straight at its blob key, once
+   * its digest is known (a blob already there is kept), and records the session without a lease:
+   * no other request of the session writes that key. A body that broke off leaves nothing.
+   */
+  private async appendWhole(session: Session, body: ReadableStream<Uint8Array>, length: number): Promise<SessionState> {
+    const { state } = session;
+    const received = await receiveWhole(body, length);
+    try {
+      if ("interrupted" in received) throw brokenOff(state);
+      await this.blobs.put(state.name, parseDigest(received.digest)!, received.bytes, length, { ifAbsent: true, hashed: true });
+    } finally {
+      received.release();
+    }
+    const { hash: _, ...rest } = state;
+    const next: SessionState = { ...rest, offset: length, segments: [], blob: received.digest, digest: received.digest };
+    await this.sessions.record(session, next);
+    return next;
+  }
+
+  /**
+   * Ends an upload whose bytes went straight to their blob key with its first request: nothing to
+   * copy when the digest is right. A wrong one is refused; the bytes stay under their own digest
+   * (other pushes of the same blob may rely on them by now), where nothing references them and
+   * the next garbage collection frees them.
+   */
+  private async finishWhole(name: string, digest: Digest, stored: string, size: number): Promise<BlobInfo> {
+    if (digest.algorithm === "sha256" && digest.value !== stored) {
+      throw new RegistryError("DIGEST_INVALID", `the uploaded content has digest ${stored}, not ${digest.value}`, {
+        detail: { expected: digest.value, actual: stored },
+      });
+    }
+    const located = await this.blobs.locate(name, stored);
+    if (!located) throw new RegistryError("BLOB_UPLOAD_INVALID", `blob ${stored} was deleted before this upload ended; upload it again`);
+    if (digest.algorithm === "sha256") return { digest: stored, size };
+    // Another algorithm: its bytes are checked against it as they are copied to its blob key
+    // (the sha256 blob is left to garbage collection, like one under a wrong digest).
+    return this.blobs.copyIn(name, digest, { dataKey: located.dataKey, segments: [size], size });
+  }
+
+  /**
+   * Moves a whole blob stored at its blob key into segments, for an upload that goes on after all
+   * (rare: the clients that send a whole blob end the upload there). The segments go under a new
+   * data key, which no request that lost a race for this session can still be writing.
+   */
+  private async unpublish(state: SessionState, stored: string): Promise<SessionState> {
+    const content = await this.blobs.get(state.name, stored);
+    if (!content) throw new RegistryError("BLOB_UPLOAD_INVALID", `blob ${stored} was deleted while this upload was open; upload it again`);
+    const dataKey = keys.data(crypto.randomUUID());
+    await this.bucket.put(segmentKey(dataKey, 0), withLength(content.body, state.offset));
+    const { blob: _, ...rest } = state;
+    return { ...rest, dataKey, segments: [state.offset] };
+  }
+
+  /**
    * Ends a session (refused while a request writes to it). Its bytes are left to the sweep of
    * orphans, which deletes them once no pointer uses them: a session that published them just
    * before a crash kept it from ending must not lose them.
@@ -138,8 +208,7 @@ export class R2Uploads {
   }
 
   /** Takes the session and streams the chunk into it; the lease is given back on failure. */
-  private async leaseAndWrite(name: string, id: string, chunk: Chunk): Promise<{ leased: Leased; written: Written }> {
-    const session = await this.sessions.load(name, id);
+  private async leaseAndWrite(session: Session, chunk: Chunk): Promise<{ leased: Leased; written: Written }> {
     const { state } = session;
     if (chunk.start !== undefined && chunk.start !== state.offset) {
       throw outOfOrder(state, `chunk starts at ${chunk.start} but the upload holds ${state.offset} bytes`);
@@ -159,11 +228,12 @@ export class R2Uploads {
    * as far as it could be stored, and the error returned in `interrupted`.
    */
   private async write(leased: Leased, chunk: Chunk): Promise<Written> {
-    const { state } = leased.session;
+    let { state } = leased.session;
     if (!hasBytes(chunk)) {
       if (chunk.body) await chunk.body.cancel().catch(() => undefined);
       return { state };
     }
+    if (state.blob !== undefined) state = await this.unpublish(state, state.blob);
     // The first request of an upload is hashed natively; later ones resume a saved state.
     const hasher = state.offset === 0 ? RunningHash.native() : RunningHash.resumable(await this.hashState(state));
     const done = await ingest({
