@@ -119,19 +119,21 @@ describe("blob storage", () => {
     const name = uniqueName("lease");
     const { location } = await startUpload(name);
     const id = location.slice(location.lastIndexOf("/") + 1);
-    // A request writing from offset 0 holds `_uploads/<id>/lease-0` until the time it says.
+    // The first request writes under a data key of its own; the ones after it take a lease.
+    expect((await call(location, { method: "PATCH", body: "abc", headers: { "Content-Range": "0-2" } })).status).toBe(202);
+    // A request writing from offset 3 holds `_uploads/<id>/lease-3` until the time it says.
     const setLease = async (until: number) => {
-      await env.REGISTRY.put(`_uploads/${id}/lease-0`, JSON.stringify({ until }));
+      await env.REGISTRY.put(`_uploads/${id}/lease-3`, JSON.stringify({ until }));
     };
     await setLease(Date.now() + 60_000); // a request that is still writing
-    const busy = await call(location, { method: "PATCH", body: "abc", headers: { "Content-Range": "0-2" } });
+    const busy = await call(location, { method: "PATCH", body: "def", headers: { "Content-Range": "3-5" } });
     expect(busy.status).toBe(416);
-    expect(busy.headers.get("Range")).toBe("0-0");
+    expect(busy.headers.get("Range")).toBe("0-2");
     await setLease(Date.now() - 1); // a request that died: its lease ran out
-    const taken = await call(location, { method: "PATCH", body: "abc", headers: { "Content-Range": "0-2" } });
+    const taken = await call(location, { method: "PATCH", body: "def", headers: { "Content-Range": "3-5" } });
     expect(taken.status).toBe(202);
-    expect(taken.headers.get("Range")).toBe("0-2");
-    const put = await call(withQuery(location, { digest: await sha256("abc") }), { method: "PUT" });
+    expect(taken.headers.get("Range")).toBe("0-5");
+    const put = await call(withQuery(location, { digest: await sha256("abcdef") }), { method: "PUT" });
     expect(put.status).toBe(201);
   });
 });

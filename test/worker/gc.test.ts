@@ -421,7 +421,7 @@ describe("registry-wide hygiene", () => {
     // A resumable chunk (Content-Range): its bytes wait in the upload's own data key.
     expect((await call(location, { method: "PATCH", body: bytesOf(1000, 13), headers: { "Content-Range": "0-999" } })).status).toBe(202);
     const id = location.split("/").pop()!.split("?")[0]!;
-    expect((await keysUnder(`_uploads/${id}`)).length).toBe(1);
+    expect((await keysUnder(`_uploads/${id}`)).length).toBe(2);
     // A small blob sent whole went to its blob key; its session's records are abandoned too.
     const whole = await startUpload(name);
     expect((await call(whole.location, { method: "PATCH", body: bytesOf(1000, 14) })).status).toBe(202);
@@ -435,7 +435,7 @@ describe("registry-wide hygiene", () => {
 
     // Not old enough yet under the default age.
     let report = await collectAll("dry_run=true");
-    expect(await keysUnder(`_uploads/${id}`)).toHaveLength(1);
+    expect(await keysUnder(`_uploads/${id}`)).toHaveLength(2);
 
     report = await collectAll("upload_age=0");
     expect(report.uploads.sessions).toBeGreaterThanOrEqual(2);
@@ -480,6 +480,23 @@ describe("registry-wide hygiene", () => {
       expect(await env.REGISTRY.head(dataKey)).toBeNull();
       expect((await env.REGISTRY.list({ prefix: `${dataKey}/` })).objects).toEqual([]);
     }
+  });
+
+  it("keeps the bytes an upload's first request is writing before the session names them", async () => {
+    const name = uniqueName("inflight");
+    const { location } = await startUpload(name);
+    const id = location.split("/").pop()!.split("?")[0]!;
+    const { dataKey } = JSON.parse(await (await env.REGISTRY.get(`_uploads/${id}/created`))!.text()) as { dataKey: string };
+    // A first request writes under a data key of its own, made from the session's, and records
+    // the session only once its bytes are in.
+    const writing = `${dataKey}.0123abcd`;
+    await env.REGISTRY.put(writing, bytesOf(1000, 17));
+    await collectAll("grace=0");
+    expect(await env.REGISTRY.head(writing)).not.toBeNull();
+    // Once the session is gone, nothing uses them.
+    expect((await call(location, { method: "DELETE" })).status).toBe(204);
+    await collectAll("grace=0");
+    expect(await env.REGISTRY.head(writing)).toBeNull();
   });
 
   it("deletes upload bytes no pointer uses, and keeps those in use", async () => {

@@ -1,6 +1,7 @@
 /**
  * A small blob sent whole in the first PATCH of its upload (skopeo, containerd: one PATCH with a
  * Content-Length, then the closing PUT) goes straight to its blob key: the PUT copies nothing.
+ * Larger first requests write under a data key of their own, without a lease.
  */
 import { env } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
@@ -186,5 +187,20 @@ describe("a small blob sent whole goes straight to its blob key", () => {
     const wrong = await close((await patch(other.location, bytesOf(MiB, 12))).headers.get("Location")!, digest.replace(/.$/, "0"));
     expect(wrong.status).toBe(400);
     expect(await errorCode(wrong)).toBe("DIGEST_INVALID");
+  });
+
+  it("two larger first PATCHes of one upload at once: one is recorded, the other gets 416 and its bytes go", async () => {
+    const name = uniqueName("first");
+    const bytes = bytesOf(20 * MiB, 13);
+    const digest = await sha256(bytes);
+    const { location } = await startUpload(name);
+    const before = new Set(await keysUnder("_data/"));
+    const answers = await Promise.all([patch(location, bytes), patch(location, bytes)]);
+    expect(answers.map((a) => a.status).sort()).toEqual([202, 416]);
+    expect(answers.find((a) => a.status === 416)!.headers.get("Range")).toBe(`0-${bytes.byteLength - 1}`);
+    const state = JSON.parse(await (await env.REGISTRY.get(`_uploads/${idOf(location)}`))!.text()) as { dataKey: string };
+    expect((await keysUnder("_data/")).filter((key) => !before.has(key))).toEqual([state.dataKey]);
+    expect((await close(location, digest)).status).toBe(201);
+    expect(await sha256((await readBlob(name, digest))!)).toBe(digest);
   });
 });

@@ -317,11 +317,12 @@ export class R2Blobs {
    * `segments.ts`) also their count, and the body lists their sizes. Older pointers name one
    * object holding all the bytes (an R2 multipart object), their body is the data key.
    */
-  private async writePointer(name: string, digest: string, dataKey: string, size: number, segments?: number[]): Promise<void> {
+  private async writePointer(name: string, digest: string, dataKey: string, size: number, segments?: number[], { ifAbsent = false } = {}): Promise<boolean> {
     await this.links.add(digest, name);
     const customMetadata: Record<string, string> = { [DATA_METADATA]: dataKey, size: String(size) };
     if (segments) customMetadata[SEGMENTS_METADATA] = String(segments.length);
-    await this.bucket.put(keys.blob(name, digest), segments ? pointerBody(segments) : dataKey, { customMetadata });
+    const onlyIf: R2PutOptions = ifAbsent ? { onlyIf: { etagDoesNotMatch: "*" } } : {};
+    return (await this.bucket.put(keys.blob(name, digest), segments ? pointerBody(segments) : dataKey, { customMetadata, ...onlyIf })) !== null;
   }
 
   /**
@@ -331,8 +332,22 @@ export class R2Blobs {
    */
   async publish(name: string, digest: Digest, data: SegmentedData): Promise<{ info: BlobInfo; kept: boolean }> {
     const info = { digest: digest.value, size: data.size };
-    if (data.size <= COPY_ON_MOUNT_LIMIT) return { info: await this.copyIn(name, digest, data), kept: false };
-    if (!(await this.share(name, digest.value, { dataKey: data.dataKey, size: data.size, segments: data.segments }))) {
+    if (data.size <= COPY_ON_MOUNT_LIMIT) {
+      // A blob the repository has already is kept as it is (one read, where a copy writes it again).
+      if (await this.locate(name, digest.value)) return { info, kept: false };
+      return { info: await this.copyIn(name, digest, data), kept: false };
+    }
+    // Written only if absent: the repository may have the blob already (another push of the same
+    // layer won, or a PUT of this very upload sent twice): that one stays, and these bytes are
+    // kept only if it refers to them.
+    if (!(await this.writePointer(name, digest.value, data.dataKey, data.size, data.segments, { ifAbsent: true }))) {
+      const existing = await this.locate(name, digest.value);
+      if (existing) return { info, kept: existing.dataKey === data.dataKey };
+      await this.writePointer(name, digest.value, data.dataKey, data.size, data.segments);
+    }
+    if (await this.links.doomed(data.dataKey)) {
+      await this.bucket.delete(keys.blob(name, digest.value));
+      await this.links.remove(digest.value, name);
       throw new RegistryError("BLOB_UPLOAD_INVALID", "a garbage collection removed this upload's bytes as it finished; upload the blob again");
     }
     return { info, kept: true };

@@ -17,6 +17,24 @@ export function segmentKey(dataKey: string, index: number): string {
   return index === 0 ? dataKey : `${dataKey}/${index}`;
 }
 
+/**
+ * A data key of its own for one request of a session whose data key is `dataKey`:
+ * `_data/<id>.<random>`, so that requests racing on the session never write the same key. The
+ * sweep of orphans counts it as the session's while the session is open (see {@link baseDataKey}).
+ *
+ * @example
+ * requestDataKey("_data/abc"); // "_data/abc.5f3e9c1a"
+ */
+export function requestDataKey(dataKey: string): string {
+  return `${baseDataKey(dataKey)}.${crypto.randomUUID().slice(0, 8)}`;
+}
+
+/** The session data key a request's data key was made from (`_data/<id>.<random>` → `_data/<id>`). */
+export function baseDataKey(dataKey: string): string {
+  const dot = dataKey.indexOf(".", "_data/".length);
+  return dot < 0 ? dataKey : dataKey.slice(0, dot);
+}
+
 /** The data key a segment key belongs to (`_data/<id>/<i>` → `_data/<id>`). */
 export function dataKeyOf(key: string): string {
   const parts = key.split("/");

@@ -158,20 +158,26 @@ export class SessionStore {
 
   /**
    * Reads where a session stands: its state key (or, before any bytes, its `created` record), then
-   * the `after-` records of requests that followed too quickly to rewrite it. Sessions of earlier
-   * versions, of another repository, or ended, are unknown (the client starts the blob again).
+   * the `after-` records of requests that followed too quickly to rewrite it (unless `follow` is
+   * false: the state key alone). `both` reads the two records at once, one round trip fewer where
+   * the state key is likely absent (a session's first request). Sessions of earlier versions, of
+   * another repository, or ended, are unknown (the client starts the blob again).
    */
-  async load(name: string, id: string): Promise<Session> {
+  async load(name: string, id: string, { both = false, follow = true } = {}): Promise<Session> {
     if (!UUID.test(id)) throw unknown(id);
-    // Both at once: one round trip fewer for a session's first request, one read more for the others.
-    const [object, created] = await Promise.all([this.bucket.get(keys.upload(id)), this.bucket.get(keys.uploadCreated(id))]);
+    let object: R2ObjectBody | null;
+    let created: R2ObjectBody | null = null;
+    if (both) [object, created] = await Promise.all([this.bucket.get(keys.upload(id)), this.bucket.get(keys.uploadCreated(id))]);
+    else object = await this.bucket.get(keys.upload(id));
     if (!object) {
+      created ??= both ? null : await this.bucket.get(keys.uploadCreated(id));
       if (!created) throw unknown(id);
       return { state: this.parse(await created.text(), name, id), head: null };
     }
     await created?.body.cancel();
     let state = this.parse(await object.text(), name, id);
     const head = { etag: object.etag, uploaded: object.uploaded.getTime() };
+    if (!follow) return { state, head };
     for (let after = await this.bucket.get(keys.uploadAfter(id, state.offset)); after; after = await this.bucket.get(keys.uploadAfter(id, state.offset))) {
       const next = this.parse(await after.text(), name, id);
       if (next.offset <= state.offset) throw new Error(`upload ${id}: record after ${state.offset} goes back to ${next.offset}`);

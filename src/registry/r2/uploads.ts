@@ -5,11 +5,10 @@ import type { BlobInfo, Chunk, UploadStatus } from "../registry";
 import type { R2Blobs } from "./blobs";
 import { ingest } from "./ingest";
 import { RunningHash } from "./running-hash";
-import { readSegments } from "./segments";
+import { deleteData, readSegments, requestDataKey } from "./segments";
 import { outOfOrder, SessionStore, type Lease, type Session, type SessionState } from "./sessions";
 import { byteReader, withLength } from "../../streams";
 import { parseDigest } from "../../oci/digest";
-import { keys } from "./keys";
 import { segmentKey } from "./segments";
 import { isWholeSmallBlob, receiveWhole } from "./whole-blob";
 
@@ -76,8 +75,14 @@ export class R2Uploads {
   }
 
   async append(name: string, id: string, chunk: Chunk): Promise<UploadStatus> {
-    const session = await this.sessions.load(name, id);
-    if (isWholeSmallBlob(session.state.offset, chunk)) return status(await this.appendWhole(session, chunk.body, chunk.length));
+    // Both of its records at once: most PATCHes are an upload's first request.
+    const session = await this.sessions.load(name, id, { both: true });
+    const { state } = session;
+    if (chunk.start !== undefined && chunk.start !== state.offset) {
+      throw outOfOrder(state, `chunk starts at ${chunk.start} but the upload holds ${state.offset} bytes`);
+    }
+    if (isWholeSmallBlob(state.offset, chunk)) return status(await this.appendWhole(session, chunk.body, chunk.length));
+    if (state.offset === 0) return status(await this.appendFirst(session, chunk));
     const { leased, written } = await this.leaseAndWrite(session, chunk);
     try {
       // A request that stored nothing leaves the session as it was.
@@ -90,19 +95,37 @@ export class R2Uploads {
     return status(written.state);
   }
 
-  async finish(name: string, id: string, digest: Digest, chunk: Chunk): Promise<BlobInfo> {
-    const session = await this.sessions.load(name, id);
-    if (session.state.blob !== undefined && !hasBytes(chunk)) {
-      // The blob is at its blob key already: nothing to copy, nothing to take a lease for.
-      if (chunk.body) await chunk.body.cancel().catch(() => undefined);
+  /**
+   * An upload's first bytes: written under a data key of their own, so no lease is needed (two
+   * requests racing to start the same upload write apart; the one that records the session wins,
+   * the other's bytes go).
+   */
+  private async appendFirst(session: Session, chunk: Chunk): Promise<SessionState> {
+    const state: SessionState = { ...session.state, dataKey: requestDataKey(session.state.dataKey) };
+    const written = await this.write(state, chunk);
+    if (written.state.offset > 0) {
       try {
-        return await this.finishWhole(name, digest, session.state.blob, session.state.offset);
-      } finally {
-        await this.sessions.end(session.state, true).catch(() => undefined);
+        await this.sessions.record(session, written.state);
+      } catch (error) {
+        await deleteData(this.bucket, state.dataKey).catch(() => undefined);
+        throw error;
       }
     }
-    // The lease makes this request the only one finishing the session: a retried PUT or a DELETE
-    // meanwhile is refused, so nothing deletes bytes this one publishes.
+    if (written.interrupted !== undefined) throw brokenOff(written.state);
+    return written.state;
+  }
+
+  async finish(name: string, id: string, digest: Digest, chunk: Chunk): Promise<BlobInfo> {
+    if (!hasBytes(chunk)) {
+      if (chunk.body) await chunk.body.cancel().catch(() => undefined);
+      // The state key alone says where a session stands unless a request followed the one that
+      // wrote it within 2 s: when its digest is the one named, the upload closes on it.
+      let { state } = await this.sessions.load(name, id, { follow: false });
+      if (!this.isDigestOf(state, digest)) state = (await this.sessions.load(name, id)).state;
+      return this.close(name, digest, state);
+    }
+    // A last chunk in the PUT: the lease makes this request the only one writing the session.
+    const session = await this.sessions.load(name, id);
     const { leased, written } = await this.leaseAndWrite(session, chunk);
     if (written.interrupted !== undefined) {
       try {
@@ -112,23 +135,32 @@ export class R2Uploads {
       }
       throw brokenOff(written.state);
     }
-    const state = written.state;
+    return this.close(name, digest, written.state);
+  }
+
+  /** True when the state says, without reading anything, that its bytes have this digest. */
+  private isDigestOf(state: SessionState, digest: Digest): boolean {
+    if (digest.algorithm !== "sha256") return false;
+    const known = state.blob ?? (state.hash ? `sha256:${Sha256.restore(state.hash).digestHex()}` : state.digest);
+    return known === digest.value;
+  }
+
+  /**
+   * Closes an upload on `state`: checks the digest, publishes the bytes and ends the session,
+   * whatever the outcome (on a wrong digest nothing is stored under it). Needs no lease: the
+   * blob key is written only if absent, and bytes are kept whenever it refers to them, so a PUT
+   * sent twice at once, or a PATCH meanwhile, loses nothing.
+   */
+  private async close(name: string, digest: Digest, state: SessionState): Promise<BlobInfo> {
     let published = false;
-    // Whatever the outcome, the session ends here: on a wrong digest nothing is stored under it.
     try {
+      if (state.blob !== undefined) return await this.finishWhole(name, digest, state.blob, state.offset);
       if (digest.algorithm === "sha256") {
         const computed = state.hash || state.digest === undefined ? `sha256:${Sha256.restore(await this.hashState(state)).digestHex()}` : state.digest;
         if (computed !== digest.value) {
           throw new RegistryError("DIGEST_INVALID", `the uploaded content has digest ${computed}, not ${digest.value}`, {
             detail: { expected: digest.value, actual: computed },
           });
-        }
-        // The repository has the blob already (another push of the same layer won, or this very
-        // session published it before a crash kept it from ending): keep that one.
-        const existing = await this.blobs.locate(name, digest.value);
-        if (existing) {
-          published = existing.dataKey === state.dataKey;
-          return { digest: digest.value, size: state.offset };
         }
         const result = await this.blobs.publish(name, digest, { dataKey: state.dataKey, segments: state.segments, size: state.offset });
         published = result.kept;
@@ -174,9 +206,10 @@ export class R2Uploads {
         detail: { expected: digest.value, actual: stored },
       });
     }
+    // Nothing to write: as if this PUT came before anything that deleted the blob meanwhile.
+    if (digest.algorithm === "sha256") return { digest: stored, size };
     const located = await this.blobs.locate(name, stored);
     if (!located) throw new RegistryError("BLOB_UPLOAD_INVALID", `blob ${stored} was deleted before this upload ended; upload it again`);
-    if (digest.algorithm === "sha256") return { digest: stored, size };
     // Another algorithm: its bytes are checked against it as they are copied to its blob key
     // (the sha256 blob is left to garbage collection, like one under a wrong digest).
     return this.blobs.copyIn(name, digest, { dataKey: located.dataKey, segments: [size], size });
@@ -190,7 +223,7 @@ export class R2Uploads {
   private async unpublish(state: SessionState, stored: string): Promise<SessionState> {
     const content = await this.blobs.get(state.name, stored);
     if (!content) throw new RegistryError("BLOB_UPLOAD_INVALID", `blob ${stored} was deleted while this upload was open; upload it again`);
-    const dataKey = keys.data(crypto.randomUUID());
+    const dataKey = requestDataKey(state.dataKey);
     await this.bucket.put(segmentKey(dataKey, 0), withLength(content.body, state.offset));
     const { blob: _, ...rest } = state;
     return { ...rest, dataKey, segments: [state.offset] };
@@ -215,7 +248,7 @@ export class R2Uploads {
     }
     const leased: Leased = { session, lease: await this.sessions.lease(session) };
     try {
-      return { leased, written: await this.write(leased, chunk) };
+      return { leased, written: await this.write(state, chunk, () => this.sessions.renew(leased.session, leased.lease)) };
     } catch (error) {
       await this.sessions.release(leased.lease);
       throw error;
@@ -227,8 +260,8 @@ export class R2Uploads {
    * the next state (not yet committed); when the client's stream broke off, what arrived is kept
    * as far as it could be stored, and the error returned in `interrupted`.
    */
-  private async write(leased: Leased, chunk: Chunk): Promise<Written> {
-    let { state } = leased.session;
+  private async write(from: SessionState, chunk: Chunk, onProgress?: () => Promise<void>): Promise<Written> {
+    let state = from;
     if (!hasBytes(chunk)) {
       if (chunk.body) await chunk.body.cancel().catch(() => undefined);
       return { state };
@@ -245,7 +278,7 @@ export class R2Uploads {
       ...(chunk.length !== undefined ? { length: chunk.length } : {}),
       resumable: chunk.start !== undefined,
       partSize: this.partSize,
-      onProgress: () => this.sessions.renew(leased.session, leased.lease),
+      ...(onProgress ? { onProgress } : {}),
     });
     const { hash: _, digest: __, ...rest } = state;
     const next: SessionState = {

@@ -2,7 +2,7 @@ import type { Budget } from "../budget";
 import type { CatalogIndex } from "../catalog-index";
 import { DATA_METADATA, deleteKeys, keys } from "../keys";
 import type { R2Links } from "../links";
-import { dataKeyOf } from "../segments";
+import { baseDataKey, dataKeyOf } from "../segments";
 import type { AnySessionState } from "../sessions";
 
 /** What the sweep of assembled uploads found. */
@@ -204,6 +204,9 @@ async function markStep(budget: Budget, state: OrphanState, index: CatalogIndex)
     try {
       const dataKey = session ? (JSON.parse(await session.text()) as AnySessionState).dataKey : undefined;
       if (dataKey && wanted.has(dataKey)) used.add(dataKey);
+      // A request's own data key, made from the session's (see `requestDataKey`): the session's
+      // while it is open, whether or not its state names it yet.
+      if (dataKey) for (const key of wanted) if (baseDataKey(key) === dataKey) used.add(key);
     } catch {
       // Not a session state: nothing it could use.
     }
