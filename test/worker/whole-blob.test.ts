@@ -203,4 +203,54 @@ describe("a small blob sent whole goes straight to its blob key", () => {
     expect((await close(location, digest)).status).toBe(201);
     expect(await sha256((await readBlob(name, digest))!)).toBe(digest);
   });
+
+  /** A body that sends `bytes` in two halves, the second once `release` is called. */
+  function held(bytes: Uint8Array): { body: ReadableStream<Uint8Array>; release: () => void } {
+    let release!: () => void;
+    const gate = new Promise<void>((resolve) => (release = resolve));
+    let step = 0;
+    const body = new ReadableStream<Uint8Array>({
+      async pull(controller) {
+        if (step === 0) controller.enqueue(bytes.slice(0, bytes.byteLength / 2));
+        else if (step === 1) await gate.then(() => controller.enqueue(bytes.slice(bytes.byteLength / 2)));
+        else controller.close();
+        step++;
+      },
+    });
+    return { body, release };
+  }
+
+  for (const [what, end] of [
+    ["a DELETE of the upload", (location: string) => call(location, { method: "DELETE" }).then((r) => expect(r.status).toBe(204))],
+    ["the sweep of abandoned uploads", () => call("/v2/_gc?upload_age=0&grace=0", { method: "POST" }).then((r) => expect(r.status).toBe(200))],
+  ] as const) {
+    it(`a first PATCH still streaming when ${what} ends the session is refused (404), and leaves nothing`, async () => {
+      const name = uniqueName("sealed");
+      for (const size of [MiB, 20 * MiB]) {
+        const { location } = await startUpload(name);
+        const before = new Set(await keysUnder("_data/"));
+        const { body, release } = held(bytesOf(size, 14));
+        const patching = patch(location, body, { "Content-Length": String(size) });
+        await new Promise((resolve) => setTimeout(resolve, 200));
+        await end(location);
+        release();
+        const answer = await patching;
+        expect(answer.status).toBe(404);
+        expect(await errorCode(answer)).toBe("BLOB_UPLOAD_UNKNOWN");
+        expect((await call(location)).status).toBe(404);
+        expect((await keysUnder("_data/")).filter((key) => !before.has(key))).toEqual([]);
+      }
+    });
+  }
+
+  it("replaces a blob key that holds no blob (serverless-registry's symlink to bytes deleted since)", async () => {
+    const name = uniqueName("dangling");
+    const bytes = bytesOf(MiB, 15);
+    const digest = await sha256(bytes);
+    await env.REGISTRY.put(`${name}/blobs/${digest}`, `gone/blobs/${digest}`, { customMetadata: { "X-Serverless-Registry-Symlink": "gone" } });
+    expect((await call(`/v2/${name}/blobs/${digest}`, { method: "HEAD" })).status).toBe(404);
+    const { location } = await startUpload(name);
+    expect((await close((await patch(location, bytes)).headers.get("Location")!, digest)).status).toBe(201);
+    expect(await readBlob(name, digest)).toEqual(bytes);
+  });
 });

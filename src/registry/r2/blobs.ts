@@ -342,7 +342,11 @@ export class R2Blobs {
     // kept only if it refers to them.
     if (!(await this.writePointer(name, digest.value, data.dataKey, data.size, data.segments, { ifAbsent: true }))) {
       const existing = await this.locate(name, digest.value);
-      if (existing) return { info, kept: existing.dataKey === data.dataKey };
+      if (existing) {
+        // Bytes at the key itself need no link (writePointer added one).
+        if (existing.kind === "bytes") await this.links.remove(digest.value, name);
+        return { info, kept: existing.dataKey === data.dataKey };
+      }
       await this.writePointer(name, digest.value, data.dataKey, data.size, data.segments);
     }
     if (await this.links.doomed(data.dataKey)) {
@@ -380,7 +384,13 @@ export class R2Blobs {
     const options: R2PutOptions = ifAbsent ? { onlyIf: { etagDoesNotMatch: "*" } } : {};
     if (!hashed && (digest.algorithm === "sha256" || digest.algorithm === "sha512")) options[digest.algorithm] = digest.encoded;
     try {
-      await this.bucket.put(keys.blob(name, digest.value), value instanceof ReadableStream ? withLength(value, length) : value, options);
+      const key = keys.blob(name, digest.value);
+      const written = await this.bucket.put(key, value instanceof ReadableStream ? withLength(value, length) : value, options);
+      // A key that exists but holds no blob (a symlink to bytes deleted since) is replaced.
+      if (!written && !(value instanceof ReadableStream) && !(await this.locate(name, digest.value))) {
+        const { onlyIf: _, ...again } = options;
+        await this.bucket.put(key, value, again);
+      }
     } catch (error) {
       if (isChecksumMismatch(error)) {
         throw new RegistryError("DIGEST_INVALID", `the uploaded content does not match digest ${digest.value}`);

@@ -64,6 +64,8 @@ export interface AnySessionState {
   updatedAt?: number;
   leaseUntil?: number;
   until?: number;
+  /** Set in the mark of a session ended before it recorded any bytes (`SessionStore.seal`). */
+  ended?: number;
 }
 
 /** A session as a request read it: the state, and the state key as it was then (null when absent). */
@@ -305,7 +307,21 @@ export class SessionStore {
     if (!head) written = await this.bucket.put(keys.upload(state.id), text, { onlyIf: { etagDoesNotMatch: "*" } });
     else if (Date.now() - head.uploaded >= HEAD_REWRITE_MS) written = await this.bucket.put(keys.upload(state.id), text, { onlyIf: { etagMatches: head.etag } });
     else written = await this.bucket.put(keys.uploadAfter(state.id, state.offset), text, { onlyIf: { etagDoesNotMatch: "*" } });
-    if (!written) throw await this.moved(session).catch(() => outOfOrder(state, "the upload changed while this chunk was written; resume from Range"));
+    if (!written) {
+      throw await this.moved(session).catch((error: unknown) =>
+        error instanceof RegistryError ? error : outOfOrder(state, "the upload changed while this chunk was written; resume from Range"),
+      );
+    }
+  }
+
+  /**
+   * Marks a session that has recorded no bytes yet as ended, in its state key: a first request
+   * still streaming (it takes no lease) then cannot record it afterwards, its conditional write
+   * fails. False when a request recorded the session first. The mark stays until the sweep of
+   * abandoned uploads removes it.
+   */
+  async seal(id: string): Promise<boolean> {
+    return (await this.bucket.put(keys.upload(id), JSON.stringify({ ended: Date.now() }), { onlyIf: { etagDoesNotMatch: "*" } })) !== null;
   }
 
   /**
@@ -313,11 +329,11 @@ export class SessionStore {
    * unless `keepBytes` (published, or left to the orphan sweep), then its leases. `after-` and
    * `lease-` keys can only be at offsets where a segment starts, or at the end. A session with no
    * segments (a whole blob stored at its blob key) has no bytes a late request could reach, and
-   * ends in one call.
+   * ends in one call. `sealed`: the state key is the mark of {@link seal}, and stays.
    */
-  async end(state: SessionState, keepBytes: boolean): Promise<void> {
+  async end(state: SessionState, keepBytes: boolean, { sealed = false } = {}): Promise<void> {
     const starts = boundaries(state);
-    const records = [keys.uploadCreated(state.id), keys.upload(state.id), ...starts.filter((at) => at > 0).map((at) => keys.uploadAfter(state.id, at))];
+    const records = [keys.uploadCreated(state.id), ...(sealed ? [] : [keys.upload(state.id)]), ...starts.filter((at) => at > 0).map((at) => keys.uploadAfter(state.id, at))];
     if (!keepBytes) records.push(...state.segments.map((_, i) => segmentKey(state.dataKey, i)));
     const leases = [...new Set([...starts, state.offset])].map((at) => keys.uploadLease(state.id, at));
     if (state.segments.length === 0) return deleteKeys(this.bucket, [...records, ...leases]);

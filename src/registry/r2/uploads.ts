@@ -107,7 +107,9 @@ export class R2Uploads {
       try {
         await this.sessions.record(session, written.state);
       } catch (error) {
-        await deleteData(this.bucket, state.dataKey).catch(() => undefined);
+        // Lost to another request (or the session ended): these bytes are nobody's. After any
+        // other failure the record may have landed, and they stay for the orphan sweep to judge.
+        if (error instanceof RegistryError) await deleteData(this.bucket, state.dataKey).catch(() => undefined);
         throw error;
       }
     }
@@ -230,12 +232,18 @@ export class R2Uploads {
   }
 
   /**
-   * Ends a session (refused while a request writes to it). Its bytes are left to the sweep of
+   * Ends a session (refused while a leased request writes to it). Its bytes are left to the sweep of
    * orphans, which deletes them once no pointer uses them: a session that published them just
    * before a crash kept it from ending must not lose them.
    */
   async cancel(name: string, id: string): Promise<void> {
-    const session = await this.sessions.load(name, id);
+    let session = await this.sessions.load(name, id);
+    // Before any bytes are recorded, a first request may be streaming without a lease: the seal
+    // keeps it from recording the session once it is ended.
+    if (!session.head) {
+      if (await this.sessions.seal(id)) return this.sessions.end(session.state, true, { sealed: true });
+      session = await this.sessions.load(name, id);
+    }
     await this.sessions.lease(session);
     await this.sessions.end(session.state, true);
   }

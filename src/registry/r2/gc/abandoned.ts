@@ -1,6 +1,6 @@
 import type { Budget } from "../budget";
 import { deleteKeys, keys, lastSegment } from "../keys";
-import { LEASE_MS, type AnySessionState } from "../sessions";
+import { LEASE_MS, SessionStore, type AnySessionState } from "../sessions";
 
 /** What a cleanup of abandoned uploads removed. */
 export interface AbandonedReport {
@@ -143,6 +143,9 @@ async function sessionsPage(bucket: R2Bucket, state: AbandonedState, options: Ab
         abandoned = !held && now - latest >= options.maxAgeMs;
         others = keysOf.map((o) => o.key).filter((key) => key !== object.key);
       }
+      // A session with no bytes recorded yet is sealed first (`SessionStore.seal`): a first
+      // request still streaming, which takes no lease, then cannot record it once it is gone.
+      if (abandoned && slash >= 0 && !options.dryRun) abandoned = await new SessionStore(bucket).seal(id);
       removed.set(id, abandoned);
       if (!abandoned) continue;
       report.sessions++;

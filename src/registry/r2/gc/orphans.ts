@@ -148,6 +148,12 @@ async function markStep(budget: Budget, state: OrphanState, index: CatalogIndex)
   const bucket = budget.bucket;
   const wanted = new Set(dataKeys(state));
   const used = new Set<string>();
+  /** The wanted request data keys (`requestDataKey`) by the session data key they were made from. */
+  const bySession = new Map<string, string[]>();
+  for (const key of wanted) {
+    const base = baseDataKey(key);
+    if (base !== key) bySession.set(base, [...(bySession.get(base) ?? []), key]);
+  }
   if (wanted.size === 0) {
     state.source = undefined;
     return true;
@@ -206,7 +212,7 @@ async function markStep(budget: Budget, state: OrphanState, index: CatalogIndex)
       if (dataKey && wanted.has(dataKey)) used.add(dataKey);
       // A request's own data key, made from the session's (see `requestDataKey`): the session's
       // while it is open, whether or not its state names it yet.
-      if (dataKey) for (const key of wanted) if (baseDataKey(key) === dataKey) used.add(key);
+      for (const key of (dataKey && bySession.get(dataKey)) || []) used.add(key);
     } catch {
       // Not a session state: nothing it could use.
     }
