@@ -26,6 +26,13 @@ export interface Located {
   pointerKey?: string;
 }
 
+/**
+ * A blob stored; `raced` when another push stored the same blob while this write was refused
+ * (R2 takes one write of a key per second): this one was given up, and the stream it was fed may
+ * still be read for a moment.
+ */
+export type Stored = BlobInfo & { raced?: boolean };
+
 /** An upload's bytes: a data key and the sizes of its segments. */
 export interface SegmentedData {
   dataKey: string;
@@ -335,7 +342,10 @@ export class R2Blobs {
     if (data.size <= COPY_ON_MOUNT_LIMIT) {
       // A blob the repository has already is kept as it is (one read, where a copy writes it again).
       if (await this.locate(name, digest.value)) return { info, kept: false };
-      return { info: await this.copyIn(name, digest, data), kept: false };
+      // A copy given up for another push's (`raced`) may still be reading the upload's bytes:
+      // they are kept, for the orphan sweep.
+      const copied = await this.copyIn(name, digest, data);
+      return { info: { digest: copied.digest, size: copied.size }, kept: copied.raced === true };
     }
     // Written only if absent: the repository may have the blob already (another push of the same
     // layer won, or a PUT of this very upload sent twice): that one stays, and these bytes are
@@ -363,7 +373,7 @@ export class R2Blobs {
    * 4.995 GiB), hashed by the Worker as they stream into a multipart object completed only if
    * they match.
    */
-  async copyIn(name: string, digest: Digest, data: SegmentedData): Promise<BlobInfo> {
+  async copyIn(name: string, digest: Digest, data: SegmentedData): Promise<Stored> {
     if (data.size === 0) return this.put(name, digest, new Uint8Array(0), 0);
     const partSize = this.fitsOnePut(data.size) ? 0 : copyPartSize(data.size, this.partSize);
     const body = await readSegments(this.bucket, data.dataKey, data.segments, { start: 0, end: data.size - 1 });
@@ -380,7 +390,7 @@ export class R2Blobs {
    * that exists already (bytes, a symlink or a pointer) is left as it is. `hashed`: the Worker
    * computed the digest from these very bytes, R2 need not check them again.
    */
-  async put(name: string, digest: Digest, value: ReadableStream | ArrayBuffer | Uint8Array, length: number, { ifAbsent = false, hashed = false } = {}): Promise<BlobInfo> {
+  async put(name: string, digest: Digest, value: ReadableStream | ArrayBuffer | Uint8Array, length: number, { ifAbsent = false, hashed = false } = {}): Promise<Stored> {
     const options: R2PutOptions = ifAbsent ? { onlyIf: { etagDoesNotMatch: "*" } } : {};
     if (!hashed && (digest.algorithm === "sha256" || digest.algorithm === "sha512")) options[digest.algorithm] = digest.encoded;
     try {
@@ -397,7 +407,7 @@ export class R2Blobs {
       }
       // Another push of the same blob is writing this key (R2 takes one write of a key per
       // second): once it is stored, the repository has these very bytes.
-      if (error instanceof StorageBusy && (await this.storedMeanwhile(name, digest.value, length))) return { digest: digest.value, size: length };
+      if (error instanceof StorageBusy && (await this.storedMeanwhile(name, digest.value, length))) return { digest: digest.value, size: length, raced: true };
       throw error;
     }
     return { digest: digest.value, size: length };

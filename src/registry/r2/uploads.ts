@@ -169,7 +169,10 @@ export class R2Uploads {
         return result.info;
       }
       // Other algorithms: R2 verifies the bytes as they are written at the blob key.
-      return await this.blobs.copyIn(name, digest, { dataKey: state.dataKey, segments: state.segments, size: state.offset });
+      const copied = await this.blobs.copyIn(name, digest, { dataKey: state.dataKey, segments: state.segments, size: state.offset });
+      // A copy given up for another push's may still be reading the bytes: the orphan sweep's.
+      published = copied.raced === true;
+      return { digest: copied.digest, size: copied.size };
     } finally {
       // Bytes a failed request may have left beyond the session's segments are the orphan sweep's.
       await this.sessions.end(state, published).catch(() => undefined);
