@@ -5,11 +5,10 @@ import type { BlobInfo, Chunk, UploadStatus } from "../registry";
 import type { R2Blobs } from "./blobs";
 import { ingest } from "./ingest";
 import { RunningHash } from "./running-hash";
-import { deleteData, readSegments, requestDataKey } from "./segments";
+import { deleteData, readSegments, requestDataKey, segmentKey } from "./segments";
 import { outOfOrder, SessionStore, type Lease, type Session, type SessionState } from "./sessions";
 import { byteReader, withLength } from "../../streams";
 import { parseDigest } from "../../oci/digest";
-import { segmentKey } from "./segments";
 import { isWholeSmallBlob, receiveWhole } from "./whole-blob";
 
 /**
@@ -36,6 +35,11 @@ function brokenOff(state: SessionState): RegistryError {
   return new RegistryError("BLOB_UPLOAD_INVALID", `the request body broke off; the upload holds ${state.offset} bytes, resume from there`, {
     headers: { Range: `0-${Math.max(0, state.offset - 1)}` },
   });
+}
+
+/** The 400 for an upload closed under a digest its bytes do not have. */
+function wrongDigest(actual: string, expected: string): RegistryError {
+  return new RegistryError("DIGEST_INVALID", `the uploaded content has digest ${actual}, not ${expected}`, { detail: { expected, actual } });
 }
 
 /** True when a chunk may carry bytes (a body not announced as empty). */
@@ -160,9 +164,7 @@ export class R2Uploads {
       if (digest.algorithm === "sha256") {
         const computed = state.hash || state.digest === undefined ? `sha256:${Sha256.restore(await this.hashState(state)).digestHex()}` : state.digest;
         if (computed !== digest.value) {
-          throw new RegistryError("DIGEST_INVALID", `the uploaded content has digest ${computed}, not ${digest.value}`, {
-            detail: { expected: digest.value, actual: computed },
-          });
+          throw wrongDigest(computed, digest.value);
         }
         const result = await this.blobs.publish(name, digest, { dataKey: state.dataKey, segments: state.segments, size: state.offset });
         published = result.kept;
@@ -207,9 +209,7 @@ export class R2Uploads {
    */
   private async finishWhole(name: string, digest: Digest, stored: string, size: number): Promise<BlobInfo> {
     if (digest.algorithm === "sha256" && digest.value !== stored) {
-      throw new RegistryError("DIGEST_INVALID", `the uploaded content has digest ${stored}, not ${digest.value}`, {
-        detail: { expected: digest.value, actual: stored },
-      });
+      throw wrongDigest(stored, digest.value);
     }
     // Nothing to write: as if this PUT came before anything that deleted the blob meanwhile.
     if (digest.algorithm === "sha256") return { digest: stored, size };
