@@ -40,16 +40,12 @@ export function streamUpload(method: string, url: string | URL, headers: Record<
   });
 }
 
-/**
- * GETs `url` on a connection of its own, counting and discarding the body; throws unless 200.
- * (After streaming a multipart object whole, the local stack's workerd closes the connection a
- * moment later without saying so: a kept-alive socket reused then would be reset.)
- */
+/** GETs `url`, counting and discarding the body; throws unless 200. */
 export function drain(url: string | URL, headers: Record<string, string> = {}): Promise<{ bytes: number; seconds: number }> {
   const request = String(url).startsWith("https:") ? httpsRequest : httpRequest;
   const began = performance.now();
   return new Promise((resolve, reject) => {
-    const req = request(url, { headers, rejectUnauthorized: false, agent: false }, (res) => {
+    const req = request(url, { headers, rejectUnauthorized: false }, (res) => {
       let bytes = 0;
       res.on("data", (chunk: Buffer) => (bytes += chunk.length));
       res.on("end", () => (res.statusCode === 200 ? resolve({ bytes, seconds: (performance.now() - began) / 1000 }) : reject(new Error(`GET ${url}: ${res.statusCode}`))));

@@ -101,7 +101,7 @@ export async function measureTransfers(layoutDir: string, tag: string, runs: num
     for (const side of ["ours", "theirs"] as const) {
       const server =
         side === "ours"
-          ? await startDevServer({ env: { LOG_R2_OPERATIONS: "true", WRANGLER_LOG: "warn" } }) // its console.log lines are shown at any level
+          ? await startDevServer({ env: { LOG_R2_OPERATIONS: "true", WRANGLER_LOG: "log" } })
           : await startDistribution({ auth: false, tls: true });
       const result = side === "ours" ? ours : theirs;
       const skopeo = new Skopeo(join(work, `skopeo-${side}-${run}`));
