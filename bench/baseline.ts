@@ -2,9 +2,9 @@
  * Benchmark: what the local stack costs by itself. A minimal Worker (`bench/baseline-worker`: the
  * same 16 MiB multipart parts, no hashing, no sessions, no checks) and r2-registry each take the
  * same generated blob as 80 MiB PATCHes (five whole parts each, so neither keeps a remainder)
- * under the local stack (`pnpm dev`'s: miniflare and workerd), finish it, and serve it back, while
- * the workerd processes' memory is sampled. Whatever the minimal Worker shows too belongs to the
- * local stack and its R2 simulator, not to r2-registry.
+ * under wrangler dev, finish it, and serve it back, while the workerd processes' memory is
+ * sampled. Whatever the minimal Worker shows too belongs to wrangler dev and its R2 simulator,
+ * not to r2-registry.
  *
  * Run: pnpm bench baseline   (BENCH_BASELINE_BYTES to change the size, default 2 GiB)
  */
@@ -161,7 +161,7 @@ const minimal = await minimalWorker(blob);
 const ours = await registry(blob);
 const gib = (BYTES / 2 ** 30).toFixed(1);
 const rate = (seconds: number) => `${seconds.toFixed(1)} s (${(BYTES / 1e6 / seconds).toFixed(0)} MB/s)`;
-table(`${gib} GiB in 80 MiB PATCHes, finished, read back, under the local stack: a minimal Worker vs r2-registry`, ["", "minimal Worker", "r2-registry", "ratio"], [
+table(`${gib} GiB in 80 MiB PATCHes, finished, read back, under wrangler dev: a minimal Worker vs r2-registry`, ["", "minimal Worker", "r2-registry", "ratio"], [
   ["PATCHes", rate(minimal.seconds), rate(ours.seconds), ratio(ours.seconds, minimal.seconds)],
   ...minimal.quarters.map((m, i) => [`  peak workerd RSS, quarter ${i + 1}`, mib(m), mib(ours.quarters[i] ?? 0), ratio(ours.quarters[i] ?? 0, m)]),
   ["closing PUT", `${minimal.finishMs.toFixed(0)} ms`, `${ours.finishMs.toFixed(0)} ms`, ratio(ours.finishMs, minimal.finishMs)],

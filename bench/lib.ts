@@ -7,8 +7,10 @@ import { createHash, randomBytes } from "node:crypto";
 import { readdirSync, readFileSync } from "node:fs";
 import { Agent, request } from "node:https";
 import { Agent as HttpAgent, request as httpRequest } from "node:http";
-import type { BackgroundProcess } from "../test/e2e/lib/processes.ts";
-import { startBenchWorker } from "./plain-worker.ts";
+import { join } from "node:path";
+import { REPO_ROOT } from "../test/e2e/lib/dev-server.ts";
+import { httpFetch } from "../test/e2e/lib/http.ts";
+import { BackgroundProcess, cleanupAll, freePort, makeTempDir, removeTempDir } from "../test/e2e/lib/processes.ts";
 
 const httpsAgent = new Agent({ keepAlive: true, rejectUnauthorized: false, maxSockets: 64 });
 const httpAgent = new HttpAgent({ keepAlive: true, maxSockets: 64 });
@@ -114,25 +116,50 @@ export interface RunningMinimalWorker {
 }
 
 /**
- * Starts `bench/minimal-worker` the way `pnpm dev` serves r2-registry (scripts/serve-worker.mjs:
- * HTTPS with a self-signed certificate, a local bucket in a temp dir), so that the two differ only
- * in the Worker's own code.
+ * Starts `bench/minimal-worker` under this project's wrangler the way `pnpm dev` serves
+ * r2-registry (wrangler dev, HTTPS with a self-signed certificate, a local bucket in a temp dir,
+ * only warnings logged: wrangler printing a line per request would slow it down), so that the
+ * two differ only in the Worker's own code.
  */
 export async function startMinimalWorker(): Promise<RunningMinimalWorker> {
+  const port = await freePort();
+  const inspectorPort = await freePort();
+  const state = makeTempDir("bench-minimal");
   const username = "bench";
   const password = randomBytes(12).toString("hex");
-  const worker = await startBenchWorker("minimal-worker/wrangler.minimal.toml", "minimal Worker", {
-    protocol: "https",
-    vars: { USERNAME: username, PASSWORD: password },
-  });
-  return { url: worker.url, username, password, process: worker.process, stop: worker.stop };
+  const config = join(REPO_ROOT, "bench", "minimal-worker", "wrangler.minimal.toml");
+  const wrangler = join(REPO_ROOT, "node_modules", "wrangler", "bin", "wrangler.js");
+  const proc = new BackgroundProcess(
+    process.execPath,
+    [
+      wrangler, "dev", "--config", config, "--ip", "127.0.0.1", "--port", String(port), "--local-protocol", "https",
+      "--persist-to", state, "--inspector-port", String(inspectorPort), "--show-interactive-dev-session=false",
+      "--var", `USERNAME:${username}`, "--var", `PASSWORD:${password}`,
+    ],
+    { label: "minimal Worker", cwd: REPO_ROOT, env: { CLOUDFLARE_CF_FETCH_ENABLED: "false", WRANGLER_SEND_METRICS: "false", WRANGLER_LOG: "warn" } },
+  );
+  const url = `https://127.0.0.1:${port}`;
+  const stop = () => cleanupAll([() => proc.stop(), () => removeTempDir(state)]);
+  try {
+    await proc.waitUntil("its first answer", async () => {
+      try {
+        return (await httpFetch({ url: `${url}/`, timeoutMs: 2000 })).status === 401;
+      } catch {
+        return false;
+      }
+    }, 120_000, 250);
+  } catch (error) {
+    await stop().catch(() => {});
+    throw error;
+  }
+  return { url, username, password, process: proc, stop };
 }
 
 const CLOCK_TICKS = Number(spawnSync("getconf", ["CLK_TCK"], { encoding: "utf8" }).stdout.trim()) || 100;
 
 /**
  * CPU seconds (user + system) used so far by the live processes of a process group, e.g. a
- * server started as a BackgroundProcess (its pid is the group's id): node, workerd and all.
+ * server started as a BackgroundProcess (its pid is the group's id): wrangler, workerd and all.
  * Sampled before and after a load, it says what each request cost the server, a figure that
  * other work on the machine disturbs far less than requests per second.
  */

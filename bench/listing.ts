@@ -78,7 +78,7 @@ const dist = await startDistribution({ auth: false, tls: true });
 try {
   const r2: Target = { label: "r2-registry", url: ours.url, username: ours.username, password: ours.password };
   const d28: Target = { label: "distribution 2.8", url: dist.url };
-  console.log(`r2-registry ${r2.url} (pnpm dev, local R2)  vs  distribution 2.8 ${d28.url} (filesystem, no auth)`);
+  console.log(`r2-registry ${r2.url} (wrangler dev, local R2)  vs  distribution 2.8 ${d28.url} (filesystem, no auth)`);
   console.log(`median of ${RUNS} runs after a warm-up; each request on a kept-alive TLS connection`);
 
   const tagRows: (string | number)[][] = [];

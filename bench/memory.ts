@@ -1,5 +1,5 @@
 /**
- * Samples the resident memory of a process tree (e.g. pnpm dev → workerd) while work runs,
+ * Samples the resident memory of a process tree (e.g. wrangler dev → workerd) while work runs,
  * from /proc, and reports the peak of the processes whose command matches a name.
  */
 import { readdirSync, readFileSync } from "node:fs";

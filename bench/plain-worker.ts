@@ -1,7 +1,6 @@
 /**
- * Starts one of the bench's own Workers (`bench/<dir>/<config>`) the way `pnpm dev` serves
- * r2-registry (`scripts/serve-worker.mjs`: bundled by wrangler, served by miniflare in workerd, a
- * local bucket in a fresh temp dir), so that the two differ only in the Worker's own code.
+ * Starts one of the bench's own Workers (`bench/<dir>/<config>`) under `wrangler dev` on plain
+ * HTTP with a fresh local state, the way `pnpm bench baseline` and `pnpm bench sha256` need it.
  *
  * @example
  * const worker = await startPlainWorker("sha256-worker/wrangler.sha256.toml", "sha256 worker");
@@ -9,41 +8,33 @@
  */
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { BackgroundProcess, cleanupAll, freePort, makeTempDir, removeTempDir } from "../test/e2e/lib/processes.ts";
+import { BackgroundProcess, freePort, makeTempDir, removeTempDir } from "../test/e2e/lib/processes.ts";
 
 const here = dirname(fileURLToPath(import.meta.url));
 
-export interface BenchWorker {
+export interface PlainWorker {
   url: string;
-  /** The server's process (its group holds workerd too). */
-  process: BackgroundProcess;
   pid: number;
   stop(): Promise<void>;
 }
 
-/** Plain HTTP unless `protocol` says https (self-signed, as `pnpm dev`); `vars` become the Worker's vars. */
-export async function startBenchWorker(
-  config: string,
-  label: string,
-  { protocol = "http", vars = {} }: { protocol?: "http" | "https"; vars?: Record<string, string> } = {},
-): Promise<BenchWorker> {
+export async function startPlainWorker(config: string, label: string): Promise<PlainWorker> {
   const port = await freePort();
   const state = makeTempDir("bench-worker");
-  const args = [join(here, "..", "scripts", "serve-worker.mjs"), "--config", join(here, config), "--port", String(port), "--protocol", protocol, "--persist-to", state];
-  for (const [name, value] of Object.entries(vars)) args.push("--var", `${name}:${value}`);
-  const proc = new BackgroundProcess(process.execPath, args, { label, cwd: join(here, "..") });
-  const url = `${protocol}://127.0.0.1:${port}`;
-  const stop = () => cleanupAll([() => proc.stop(), () => removeTempDir(state)]);
+  const wrangler = join(here, "..", "node_modules", ".bin", "wrangler");
+  const proc = new BackgroundProcess(wrangler, ["dev", "--config", join(here, config), "--ip", "127.0.0.1", "--port", String(port), "--persist-to", state], {
+    label,
+    env: { CLOUDFLARE_CF_FETCH_ENABLED: "false", WRANGLER_SEND_METRICS: "false" },
+  });
+  const stop = async () => {
+    await proc.stop();
+    removeTempDir(state);
+  };
   try {
-    await proc.waitUntil(`"ready at ${url}"`, () => proc.logs().includes(`ready at ${url}`), 120_000, 200);
+    await proc.waitUntil("Ready on", () => proc.logs().includes("Ready on"), 120_000, 200);
   } catch (error) {
-    await stop().catch(() => {});
+    await stop();
     throw error;
   }
-  return { url, process: proc, pid: proc.child.pid!, stop };
-}
-
-/** A bench Worker on plain HTTP, as `pnpm bench baseline` and `pnpm bench sha256` need it. */
-export function startPlainWorker(config: string, label: string): Promise<BenchWorker> {
-  return startBenchWorker(config, label);
+  return { url: `http://127.0.0.1:${port}`, pid: proc.child.pid!, stop };
 }

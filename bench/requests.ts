@@ -1,7 +1,7 @@
 /**
  * Benchmark: requests per second and latency percentiles of the small requests of a pull (`GET
  * /v2/`, `GET` manifest by tag, `HEAD` manifest, `HEAD` blob) under concurrency, for r2-registry
- * (`pnpm dev`: workerd + local R2), a minimal Worker served the same way
+ * (`pnpm dev`: workerd + local R2), a minimal Worker under the same wrangler dev
  * (`bench/minimal-worker`: a string compare of the Basic header and one R2 call, i.e. what the
  * stack costs by itself) and distribution 2.8 (filesystem) on this machine, one after the other.
  * `GET`s are measured with wrk (Debian's `wrk`); `HEAD`s with a keep-alive load loop in Node (wrk
@@ -32,7 +32,7 @@ interface Load {
   p90: number;
   p99: number;
   errors: number;
-  /** Server CPU time per request (its whole process group: node, workerd, …), ms. */
+  /** Server CPU time per request (its whole process group: wrangler, workerd, …), ms. */
   cpu: number;
 }
 

@@ -1,6 +1,6 @@
 /**
  * Benchmark: SHA-256 throughput inside workerd. A tiny Worker (`bench/sha256-worker`) under
- * the local stack (as `pnpm dev` serves it) hashes 256 MiB in 64 KiB chunks with the registry's resumable WebAssembly Sha256
+ * wrangler dev hashes 256 MiB in 64 KiB chunks with the registry's resumable WebAssembly Sha256
  * (src/crypto/sha256.ts) and, for comparison, with workerd's native `crypto.DigestStream` (which
  * cannot be resumed across requests), first on bytes made in the Worker (the hashing alone), then
  * on a request body as it arrives (what an upload PATCH does). workerd's clocks stand still while
@@ -75,7 +75,7 @@ try {
   const rate = (ms: number) => `${(MIB / (ms / 1000)).toFixed(0)} MiB/s`;
   const mibs = (ms: number) => MIB / (ms / 1000);
   const net = (ms: number, floor: number) => (ms > floor ? rate(ms - floor) : "n/a");
-  table(`SHA-256 of ${MIB} MiB in 64 KiB chunks inside workerd (local stack), median of 3`, ["", "wasm Sha256", "DigestStream", "no hashing"], [
+  table(`SHA-256 of ${MIB} MiB in 64 KiB chunks inside workerd (wrangler dev), median of 3`, ["", "wasm Sha256", "DigestStream", "no hashing"], [
     ["made in the Worker", rate(generated.wasm!), rate(generated.digeststream!), rate(generated.none!)],
     ["  hashing alone (minus no hashing)", net(generated.wasm!, generated.none!), net(generated.digeststream!, generated.none!), ""],
     ["  state saved and restored every 100 MiB (an upload spanning requests)", rate(spanning), "", ""],

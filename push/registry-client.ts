@@ -140,42 +140,18 @@ export class RegistryClient {
       : new HttpAgent(agentOpts);
   }
 
-  /**
-   * GET /v2/, switching to HTTPS if a plain-HTTP request met a TLS server and that is allowed. A
-   * TLS server answers plain HTTP with bytes that are no HTTP (HPE_INVALID_CONSTANT), or just
-   * closes the connection (ECONNRESET, as workerd does under `pnpm dev`): the latter is only taken
-   * for TLS if an HTTPS request then gets an answer.
-   */
+  /** GET /v2/, switching to HTTPS if a plain-HTTP request met a TLS server and that is allowed. */
   private async ping(): Promise<Response> {
     try {
       return await this.send("GET", "/v2/", {}, false);
     } catch (err) {
-      const code = err instanceof NetworkError ? err.code : undefined;
-      const tls = code === "HPE_INVALID_CONSTANT" || code === "ECONNRESET";
+      const tls = err instanceof NetworkError && err.code === "HPE_INVALID_CONSTANT";
       if (!tls || !this.opts.tlsFallback || !this.baseUrl.startsWith("http:")) throw err;
-      const plain = { baseUrl: this.baseUrl, agent: this.agent };
       this.baseUrl = this.baseUrl.replace(/^http:/, "https:");
+      this.agent.destroy();
       this.agent = this.makeAgent();
-      let answer: Response;
-      try {
-        answer = await this.send("GET", "/v2/", {}, false);
-      } catch (httpsError) {
-        const httpsCode = httpsError instanceof NetworkError ? httpsError.code : undefined;
-        // A TLS server after all, whose certificate is refused (no --insecure): that error says
-        // what to do. Bytes that were no HTTP mean TLS too. Otherwise the plain-HTTP error stands.
-        const certificate = httpsCode !== undefined && httpsCode in NETWORK_HINTS && !["ECONNREFUSED", "ERR_SSL_WRONG_VERSION_NUMBER"].includes(httpsCode);
-        if (code === "HPE_INVALID_CONSTANT" || certificate) {
-          plain.agent.destroy();
-          throw httpsError;
-        }
-        this.agent.destroy();
-        this.baseUrl = plain.baseUrl;
-        this.agent = plain.agent;
-        throw err;
-      }
-      plain.agent.destroy();
       this.opts.tlsFallback(`${this.baseUrl} answers in TLS: using HTTPS${this.opts.insecure ? " (without certificate checks: --insecure)" : ""}`);
-      return answer;
+      return this.send("GET", "/v2/", {}, false);
     }
   }
 

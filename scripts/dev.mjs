@@ -1,13 +1,12 @@
 #!/usr/bin/env node
-// `pnpm dev`: runs the registry locally in workerd (bundled by wrangler, served by miniflare: see
-// serve-worker.mjs) with a local R2 bucket persisted on disk, served over HTTPS with a self-signed
-// certificate so that docker, podman and skopeo get an immediate TLS answer instead of stalling on
-// a plain-HTTP port. The Worker is bundled once at start: restart it after editing src/.
+// `pnpm dev`: runs the registry locally in workerd (wrangler dev) with a local R2 bucket persisted
+// on disk, served over HTTPS with a self-signed certificate so that docker, podman and skopeo get
+// an immediate TLS answer instead of stalling on a plain-HTTP port.
 //
 // Flags (anything else is refused; `pnpm dev --help` lists them):
 //   --port N                  port to listen on (default: PORT, else 9999)
 //   --ip ADDRESS              address to listen on (default: HOST, else 127.0.0.1)
-//   --var NAME:VALUE          a Worker var (repeatable); wins over the
+//   --var NAME:VALUE          a Worker var, as wrangler dev's --var (repeatable); wins over the
 //                             environment, e.g. --var ANONYMOUS_PULL:true
 //
 // Settings from the environment:
@@ -23,13 +22,19 @@
 //   RETENTION_MAX_REPOSITORIES, RETENTION_MAX_TAGS
 //                             passed to the Worker when set
 //   DEV_PROTOCOL=http         serve plain HTTP instead (clients then need their http switches)
-//   WRANGLER_LOG              log, info or debug: miniflare's own lines too (start-up, one per
-//                             request). Otherwise only the Worker's own log lines (console.log,
-//                             console.error, uncaught exceptions) and miniflare's warnings.
+//   WRANGLER_LOG              wrangler's log level, its output then shown unfiltered. Unset, the
+//                             Worker's own log lines (console.log, console.error, ...) are shown
+//                             and wrangler's start-up banner, bindings table and per-request lines
+//                             are left out.
 //
 // Notifications go through a local queue bound as NOTIFICATIONS_QUEUE (unless the config binds one).
-import { serveWorker } from "./serve-worker.mjs";
+import { spawn } from "node:child_process";
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { request } from "node:https";
+import { request as httpRequest } from "node:http";
+import { createServer } from "node:net";
+import { createInterface } from "node:readline";
+import { stripVTControlCharacters } from "node:util";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 
@@ -69,7 +74,7 @@ const USAGE = `usage: pnpm dev [--port N] [--ip ADDRESS] [--var NAME:VALUE]...
 
   --port N            port to listen on (default: PORT, else 9999)
   --ip ADDRESS        address to listen on (default: HOST, else 127.0.0.1)
-  --var NAME:VALUE    set a Worker var; repeat it for more
+  --var NAME:VALUE    set a Worker var, as wrangler dev's --var; repeat it for more
                       (e.g. --var ANONYMOUS_PULL:true); wins over the environment
   --help              this text
 
@@ -115,6 +120,17 @@ function parseArgs(argv) {
     }
   }
   return parsed;
+}
+
+function freePort() {
+  return new Promise((ok, fail) => {
+    const s = createServer();
+    s.once("error", fail);
+    s.listen(0, "127.0.0.1", () => {
+      const { port } = s.address();
+      s.close(() => ok(port));
+    });
+  });
 }
 
 /** Reads a string var of the `dev` environment from the wrangler config (best effort). */
@@ -194,23 +210,108 @@ function devQueue(toml, port) {
   ].join("\n");
 }
 
-// wrangler bundles the Worker exactly as `wrangler deploy` would (its module rules, the .wasm
-// modules beside the script), and translates the config's bindings into miniflare options; miniflare
-// then serves the bundle in workerd directly. `wrangler dev` would put its own proxy Worker in front
-// of it, a second hop that costs every request about 3.5 ms and every byte uploaded about a quarter
-// more time (measured in serve-worker.mjs's header; BENCHMARKS.md, "The local stack").
-const bundleDir = join(root, ".wrangler", `dev-${port}`);
-// miniflare stops workerd and exits on SIGINT and SIGTERM by itself; the generated config goes then.
-process.once("exit", () => rmSync(generated, { force: true }));
-try {
-  await serveWorker({
-    config: generated, env: "dev", outdir: bundleDir, vars, host, port, protocol, persistTo: stateDir,
-    // WRANGLER_LOG=log|info|debug asks for the stack's own lines; warn, error or none keeps them out.
-    verbose: ["log", "info", "debug"].includes(process.env.WRANGLER_LOG ?? ""),
+const inspectorPort = await freePort();
+const args = [
+  "dev",
+  "--config", generated,
+  "--env", "dev",
+  "--ip", host,
+  "--port", String(port),
+  "--local-protocol", protocol,
+  "--persist-to", stateDir,
+  "--inspector-port", String(inspectorPort),
+  "--show-interactive-dev-session=false",
+];
+for (const [name, value] of vars) args.push("--var", `${name}:${value}`);
+const wranglerBin = join(root, "node_modules", "wrangler", "bin", "wrangler.js");
+// wrangler hands the Worker's console.log to its logger at its `log` level (console.error at
+// `error`): below `log` the Worker's own lines are lost. So it runs at `log`, and its stdout goes
+// through wranglerNoise() to drop wrangler's own chatter. WRANGLER_LOG set: as it is, unfiltered.
+const filtered = process.env.WRANGLER_LOG === undefined;
+const child = spawn(process.execPath, [wranglerBin, ...args], {
+  cwd: root,
+  stdio: ["ignore", filtered ? "pipe" : "inherit", "inherit"],
+  env: {
+    ...process.env,
+    CLOUDFLARE_CF_FETCH_ENABLED: "false",
+    WRANGLER_SEND_METRICS: "false",
+    // No banner, and so no update check asking the npm registry at every start.
+    WRANGLER_HIDE_BANNER: "true",
+    WRANGLER_LOG: process.env.WRANGLER_LOG ?? "log",
+  },
+});
+if (filtered) {
+  const noise = wranglerNoise();
+  createInterface({ input: child.stdout, crlfDelay: Infinity }).on("line", (line) => {
+    if (!noise(line)) process.stdout.write(`${line}\n`);
   });
-} catch (error) {
-  console.error(`r2-registry: the dev server did not start: ${error instanceof Error ? error.message : error}`);
-  process.exit(1);
+}
+
+for (const sig of ["SIGINT", "SIGTERM", "SIGHUP"]) {
+  process.on(sig, () => child.kill(sig));
+}
+// `close`, not `exit`: the Worker's last lines are passed on before this process ends.
+child.on("close", (code, signal) => {
+  rmSync(generated, { force: true });
+  process.exit(code ?? (signal ? 1 : 0));
+});
+
+/**
+ * A filter for wrangler's stdout at log level: true for the lines wrangler prints about itself
+ * (its `[wrangler:info]` line per request and "Ready on", "⎔ Starting local server...", the
+ * bindings table, which lists every var, passwords included), false for everything else: the
+ * Worker's console.log and console.info lines and wrangler's `[wrangler:warn]`/`[wrangler:error]`
+ * (an uncaught exception in the Worker, with its stack).
+ */
+function wranglerNoise() {
+  let table = false;
+  return (line) => {
+    const text = stripVTControlCharacters(line);
+    if (table) {
+      // The table ends with a blank line.
+      if (text.trim() === "") table = false;
+      return true;
+    }
+    if (/has access to the following bindings:\s*$|^The following bindings need to be provisioned:/.test(text)) {
+      table = true;
+      return true;
+    }
+    return (
+      /^\[wrangler(-[\w]+)?:(info|debug)\]/.test(text) ||
+      /^\s*⎔ /.test(text) ||
+      /^Using (vars|secrets) defined in /.test(text) ||
+      /^No bindings found\.?$/.test(text) ||
+      text.trim() === ""
+    );
+  };
+}
+
+function probe() {
+  return new Promise((ok) => {
+    const send = protocol === "https" ? request : httpRequest;
+    const req = send(
+      { host, port, path: "/", method: "GET", rejectUnauthorized: false, timeout: 2000 },
+      (res) => {
+        res.resume();
+        ok(res.statusCode === 200);
+      },
+    );
+    req.on("error", () => ok(false));
+    req.on("timeout", () => req.destroy());
+    req.end();
+  });
+}
+
+const started = Date.now();
+while (!(await probe())) {
+  // wrangler gave up (its error is on stderr): the close handler exits with its code.
+  if (child.exitCode !== null || child.signalCode !== null) await new Promise(() => {});
+  if (Date.now() - started > 120_000) {
+    console.error("r2-registry: the dev server did not answer within 120 s");
+    child.kill("SIGTERM");
+    process.exit(1);
+  }
+  await new Promise((r) => setTimeout(r, 250));
 }
 
 const address = host.includes(":") ? `[${host}]:${port}` : `${host}:${port}`;

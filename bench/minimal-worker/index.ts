@@ -1,6 +1,6 @@
 /**
  * The least a Worker can do to answer the small requests of a pull, for `pnpm bench requests`
- * to show what the local stack (miniflare and workerd) costs by itself: whatever rate this Worker reaches is
+ * to show what wrangler dev and workerd cost by themselves: whatever rate this Worker reaches is
  * the ceiling of the stack, and the gap to r2-registry's is the registry's own work.
  *
  * GET|HEAD /v2/                           → 200 `{}` after a plain string compare of the Basic header

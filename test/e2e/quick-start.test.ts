@@ -119,7 +119,7 @@ describe("README quick start: ./scripts/start", () => {
     expect(authorized.status, describeResponse("GET", url, authorized)).toBe(200);
 
     // The registry runs on the Node the script chose, not on PATH's: every node process the
-    // script started (scripts/dev.mjs, and wrangler bundling the Worker) is the cache's.
+    // script started (scripts/dev.mjs, wrangler and its child) is the cache's.
     const nodes = sessionProcesses(start.pid!)
       .map((p) => p.exe)
       .filter((exe) => /\/node$/.test(exe));

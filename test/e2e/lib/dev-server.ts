@@ -1,5 +1,5 @@
 /**
- * Starts the project's own dev server (`node scripts/dev.mjs`, i.e. `pnpm dev`: workerd with
+ * Starts the project's own dev server (`node scripts/dev.mjs`, i.e. `pnpm dev`: wrangler dev with
  * a local R2 bucket, HTTPS with a self-signed certificate) on a free port, with a temp state dir
  * and unique credentials, and waits for its "ready" line.
  */
@@ -36,7 +36,7 @@ export interface RunningDevServer {
 }
 
 export async function startDevServer(opts: DevServerOptions = {}): Promise<RunningDevServer> {
-  // A port found free can be taken by another process before workerd binds it (CI saw
+  // A port found free can be taken by another process before wrangler binds it (CI saw
   // "Address already in use" once): start again on another port, a few times at most.
   for (let attempt = 1; ; attempt++) {
     try {

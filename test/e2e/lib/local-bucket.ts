@@ -1,7 +1,7 @@
 /**
  * The local R2 bucket a dev server persisted, opened with miniflare while no server runs: for what
- * no client can do, such as making a tag look pushed days ago. `scripts/dev.mjs` keeps the R2
- * buckets of `REGISTRY_STATE_DIR` where `wrangler dev --persist-to <dir>` does, under
+ * no client can do, such as making a tag look pushed days ago. `wrangler dev --persist-to <dir>`
+ * (which `scripts/dev.mjs` runs with `REGISTRY_STATE_DIR`) keeps its R2 buckets under
  * `<dir>/v3/r2`: their objects' metadata in `miniflare-R2BucketObject/`, their bytes in
  * `<bucket name>/blobs/`.
  */

@@ -1,6 +1,6 @@
 /**
  * The registry under test, chosen by the environment:
- *   E2E_TARGET unset or "dev"   → our Worker via `node scripts/dev.mjs` (workerd + local R2)
+ *   E2E_TARGET unset or "dev"   → our Worker via `node scripts/dev.mjs` (wrangler dev + local R2)
  *   E2E_TARGET=distribution     → CNCF distribution 2.8 (reference behaviour, to check the suite)
  * Both serve HTTPS with a self-signed certificate on 127.0.0.1 and require Basic credentials.
  */
