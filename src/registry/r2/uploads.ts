@@ -42,6 +42,15 @@ function wrongDigest(actual: string, expected: string): RegistryError {
   return new RegistryError("DIGEST_INVALID", `the uploaded content has digest ${actual}, not ${expected}`, { detail: { expected, actual } });
 }
 
+/**
+ * The SHA-256 digest of a session's bytes as its state gives it without reading them: the blob a
+ * whole first request stored, its saved hash state finished, or the digest a native hash left.
+ * Undefined when only hashing the stored bytes again can tell.
+ */
+function savedDigest(state: SessionState): string | undefined {
+  return state.blob ?? (state.hash ? `sha256:${Sha256.restore(state.hash).digestHex()}` : state.digest);
+}
+
 /** True when a chunk may carry bytes (a body not announced as empty). */
 function hasBytes(chunk: Chunk): chunk is Chunk & { body: ReadableStream<Uint8Array> } {
   return chunk.body !== null && chunk.length !== 0;
@@ -127,7 +136,7 @@ export class R2Uploads {
       // The state key alone says where a session stands unless a request followed the one that
       // wrote it within 2 s: when its digest is the one named, the upload closes on it.
       let { state } = await this.sessions.load(name, id, { follow: false });
-      if (!this.isDigestOf(state, digest)) state = (await this.sessions.load(name, id)).state;
+      if (digest.algorithm !== "sha256" || savedDigest(state) !== digest.value) state = (await this.sessions.load(name, id)).state;
       return this.close(name, digest, state);
     }
     // A last chunk in the PUT: the lease makes this request the only one writing the session.
@@ -144,13 +153,6 @@ export class R2Uploads {
     return this.close(name, digest, written.state);
   }
 
-  /** True when the state says, without reading anything, that its bytes have this digest. */
-  private isDigestOf(state: SessionState, digest: Digest): boolean {
-    if (digest.algorithm !== "sha256") return false;
-    const known = state.blob ?? (state.hash ? `sha256:${Sha256.restore(state.hash).digestHex()}` : state.digest);
-    return known === digest.value;
-  }
-
   /**
    * Closes an upload on `state`: checks the digest, publishes the bytes and ends the session,
    * whatever the outcome (on a wrong digest nothing is stored under it). Needs no lease: the
@@ -162,7 +164,7 @@ export class R2Uploads {
     try {
       if (state.blob !== undefined) return await this.finishWhole(name, digest, state.blob, state.offset);
       if (digest.algorithm === "sha256") {
-        const computed = state.hash || state.digest === undefined ? `sha256:${Sha256.restore(await this.hashState(state)).digestHex()}` : state.digest;
+        const computed = savedDigest(state) ?? `sha256:${Sha256.restore(await this.hashState(state)).digestHex()}`;
         if (computed !== digest.value) {
           throw wrongDigest(computed, digest.value);
         }

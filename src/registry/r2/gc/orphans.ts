@@ -148,15 +148,15 @@ async function markStep(budget: Budget, state: OrphanState, index: CatalogIndex)
   const bucket = budget.bucket;
   const wanted = new Set(dataKeys(state));
   const used = new Set<string>();
+  if (wanted.size === 0) {
+    state.source = undefined;
+    return true;
+  }
   /** The wanted request data keys (`requestDataKey`) by the session data key they were made from. */
   const bySession = new Map<string, string[]>();
   for (const key of wanted) {
     const base = baseDataKey(key);
     if (base !== key) bySession.set(base, [...(bySession.get(base) ?? []), key]);
-  }
-  if (wanted.size === 0) {
-    state.source = undefined;
-    return true;
   }
   if (state.source === "repositories") {
     // The pointers of catalogued repositories: a listing per 1,000 blob keys.
