@@ -3,7 +3,7 @@ import worker from "../../src/index";
 import type { Env } from "../../src/env";
 import { afterEach, describe, expect, it, vi } from "vitest";
 import { metered } from "../../src/registry/r2/metered";
-import { bytesOf, call, imageManifest, ORIGIN, putManifest, RW, uniqueName } from "./helpers";
+import { bytesOf, call, imageManifest, OCI_MANIFEST, ORIGIN, putManifest, RW, uniqueName } from "./helpers";
 
 describe("R2 operation counts (LOG_R2_OPERATIONS)", () => {
   afterEach(() => vi.restoreAllMocks());
@@ -33,6 +33,26 @@ describe("R2 operation counts (LOG_R2_OPERATIONS)", () => {
     log.mockClear();
     await call(`/v2/${name}/manifests/v1`, { method: "HEAD" });
     expect(log).not.toHaveBeenCalled();
+  });
+
+  it("a manifest push reads each key it needs once", async () => {
+    const name = uniqueName("metering");
+    const image = await imageManifest(name, 2);
+    const log = vi.spyOn(console, "log").mockImplementation(() => undefined);
+    const push = () => call(`/v2/${name}/manifests/v1`, { method: "PUT", body: image.text, headers: { "Content-Type": OCI_MANIFEST }, env: { LOG_R2_OPERATIONS: "true" } });
+    expect((await push()).status).toBe(201);
+    // Writes: the collection intent, the digest key, the tag key and the catalog marker. Reads: the
+    // collection state, the digest key (absent: it is not read again before it is written), the two
+    // blobs, the tag key and the marker. The intent's removal is free.
+    expect(log).toHaveBeenCalledWith(expect.stringMatching(new RegExp(`^r2-registry: R2 operations for PUT /v2/${name}/manifests/v1: class A 4, class B 6, free 1 \\(`)));
+    log.mockClear();
+    // The same push again: the manifest is there, so no blob is read, and no key is written again
+    // within 2 s of its last write (R2 takes one write of a key a second).
+    expect((await push()).status).toBe(201);
+    expect(log).toHaveBeenCalledWith(expect.stringMatching(new RegExp(`^r2-registry: R2 operations for PUT /v2/${name}/manifests/v1: class A 1, class B 4, free 1 \\(`)));
+    const tagged = await call(`/v2/${name}/manifests/v1`);
+    expect(tagged.headers.get("Docker-Content-Digest")).toBe(image.digest);
+    expect(await tagged.text()).toBe(image.text);
   });
 
   it("counts the reads a blob stored in segments makes while its body streams", async () => {

@@ -33,8 +33,20 @@ function sameMetadata(object: R2Object, options: R2PutOptions): boolean {
   return object.httpMetadata?.contentType === contentType && Object.keys(wanted).every((k) => have[k] === wanted[k]) && Object.keys(have).length === Object.keys(wanted).length;
 }
 
-/** Manifests in R2: a full copy under the digest key and under each tag key. */
+/** A read of a key made ahead of the write that needs it; rejections wait for that write. */
+function early(read: Promise<R2Object | null>): Promise<R2Object | null> {
+  read.catch(() => undefined);
+  return read;
+}
+
+/**
+ * Manifests in R2: a full copy under the digest key and under each tag key. One instance serves
+ * one request: a digest key `stat` read is not read again before a push writes it.
+ */
 export class R2Manifests {
+  /** Keys as `stat` read them in this request (null: absent). */
+  private readonly seen = new Map<string, R2Object | null>();
+
   constructor(
     private readonly bucket: R2Bucket,
     private readonly referrers: R2Referrers,
@@ -54,7 +66,9 @@ export class R2Manifests {
   }
 
   async stat(name: string, reference: string): Promise<ManifestInfo | null> {
-    const object = await this.bucket.head(keys.manifest(name, reference));
+    const key = keys.manifest(name, reference);
+    const object = await this.bucket.head(key);
+    this.seen.set(key, object);
     if (!object) return null;
     const digest = storedDigest(object);
     if (digest) return { digest, size: object.size, mediaType: storedMediaType(object), modified: object.uploaded };
@@ -83,16 +97,23 @@ export class R2Manifests {
       // R2 verifies the bytes and keeps the checksum serverless-registry reads digests from.
       ...(parsed?.algorithm === "sha256" ? { sha256: parsed.encoded } : {}),
     };
+    // What the writes below need to read is read now, alongside the first write: one round
+    // trip to R2 for all of them rather than one before each write.
+    const tagHeads = new Map(tags.map((tag) => [tag, early(this.bucket.head(keys.manifest(name, tag)))]));
+    const marker = early(this.bucket.head(keys.repository(name)));
     // The digest key first: a tag never points at a manifest that is not stored.
-    await this.store(keys.manifest(name, digest), manifest.bytes, put);
+    const digestKey = keys.manifest(name, digest);
+    await this.store(digestKey, manifest.bytes, put, this.seen.get(digestKey));
+    this.seen.delete(digestKey);
     const createOnly = new Set(options.createOnly ?? []);
     const notCreated: string[] = [];
     await Promise.all(
       tags.map(async (tag) => {
-        if (!createOnly.has(tag)) return void (await this.store(keys.manifest(name, tag), manifest.bytes, put));
-        // Head first: a conditional write refused is still a write of the key (R2 takes one a second).
         const key = keys.manifest(name, tag);
-        if ((await this.bucket.head(key)) || !(await this.bucket.put(key, manifest.bytes, { ...put, onlyIf: { etagDoesNotMatch: "*" } }))) notCreated.push(tag);
+        const seen = await tagHeads.get(tag)!;
+        if (!createOnly.has(tag)) return void (await this.store(key, manifest.bytes, put, seen));
+        // Read first: a conditional write refused is still a write of the key (R2 takes one a second).
+        if (seen || !(await this.bucket.put(key, manifest.bytes, { ...put, onlyIf: { etagDoesNotMatch: "*" } }))) notCreated.push(tag);
       }),
     );
     if (manifest.subject) {
@@ -104,7 +125,7 @@ export class R2Manifests {
         ...(manifest.annotations ? { annotations: manifest.annotations } : {}),
       });
     }
-    await this.mark(name, cached);
+    await this.mark(name, cached, await marker);
     return { digest, size: manifest.bytes.byteLength, mediaType: manifest.mediaType, ...(notCreated.length > 0 ? { notCreated } : {}) };
   }
 
@@ -115,10 +136,11 @@ export class R2Manifests {
    * stays that of the write 2 s before at most). Pushes of one
    * manifest under several tags, or by several clients at once, or of the same tag again at once,
    * so write a key once; a key's time still moves on with later pushes (Last-Modified, and the
-   * grace period of collections, read it).
+   * grace period of collections, read it). `seen`: the key as this request read it just before
+   * (null: absent), so it is not read again.
    */
-  private async store(key: string, bytes: Uint8Array, options: R2PutOptions): Promise<void> {
-    let stored = await this.bucket.head(key);
+  private async store(key: string, bytes: Uint8Array, options: R2PutOptions, seen?: R2Object | null): Promise<void> {
+    let stored = seen === undefined ? await this.bucket.head(key) : seen;
     if (!stored) {
       if (await this.bucket.put(key, bytes, { ...options, onlyIf: { etagDoesNotMatch: "*" } })) return;
       stored = await this.bucket.head(key);
@@ -134,12 +156,11 @@ export class R2Manifests {
 
   /**
    * Writes the repository's catalog marker: a cached manifest creates it marked as cached only
-   * if it is absent (a concurrent push's plain marker wins); a pushed one makes it plain. Reads
-   * it once, as before this was recorded.
+   * if it is absent (a concurrent push's plain marker wins); a pushed one makes it plain.
+   * `marker`: the marker as read when the push began storing (once, as before it was recorded).
    */
-  private async mark(name: string, cached: boolean): Promise<void> {
+  private async mark(name: string, cached: boolean, marker: R2Object | null): Promise<void> {
     const key = keys.repository(name);
-    const marker = await this.bucket.head(key);
     if (cached) {
       if (!marker) await this.bucket.put(key, "", { customMetadata: { [CACHED_METADATA]: "true" }, onlyIf: { etagDoesNotMatch: "*" } });
       return;
