@@ -1,7 +1,8 @@
-import { isTag, MAX_NAME_LENGTH, MAX_TAG_LENGTH } from "../../oci/names";
+import { MAX_NAME_LENGTH, MAX_TAG_LENGTH } from "../../oci/names";
 import type { Page, PageRequest } from "../registry";
 import type { CatalogIndex } from "./catalog-index";
 import { CACHED_METADATA, keys, lastSegment } from "./keys";
+import { tagKeys } from "./tag-keys";
 
 /** Tag and repository listings in R2. */
 export class R2Listing {
@@ -31,40 +32,14 @@ export class R2Listing {
   }
 
   async tags(name: string, { n, last }: PageRequest): Promise<Page<string> | null> {
-    const prefix = keys.manifestsPrefix(name);
     const items: string[] = [];
-    // Cut to a tag's length (R2 keys are at most 1,024 bytes): no tag sorts between the two.
-    let startAfter = last ? prefix + last.slice(0, MAX_TAG_LENGTH) : undefined;
-    let cursor: string | undefined;
-    while (n > 0) {
-      const page = await this.bucket.list({
-        prefix,
-        delimiter: "/",
-        // One more than the page needs tells whether more follow.
-        limit: Math.min(1000, n + 1 - items.length),
-        ...(cursor ? { cursor } : startAfter ? { startAfter } : {}),
-      });
-      let jumpTo: string | undefined;
-      for (const object of page.objects) {
-        const tag = lastSegment(object.key);
-        const colon = tag.indexOf(":");
-        if (colon >= 0) {
-          // Digest keys (`sha256:…`) sort in one block among the tags: jump over the whole block
-          // (no tag contains ":", and ";" is the character after it).
-          jumpTo = `${prefix}${tag.slice(0, colon)};`;
-          break;
-        }
-        if (isTag(tag)) items.push(tag);
+    if (n > 0) {
+      // Cut to a tag's length (R2 keys are at most 1,024 bytes): no tag sorts between the two.
+      // One more than the page needs tells whether more follow.
+      const listing = tagKeys(this.bucket, name, { ...(last ? { after: last.slice(0, MAX_TAG_LENGTH) } : {}), wanted: () => n + 1 - items.length });
+      for await (const object of listing) {
+        items.push(lastSegment(object.key));
         if (items.length > n) break;
-      }
-      if (items.length > n) break;
-      if (jumpTo) {
-        startAfter = jumpTo;
-        cursor = undefined;
-      } else if (page.truncated) {
-        cursor = page.cursor;
-      } else {
-        break;
       }
     }
     if (items.length === 0 && !(await this.repositoryExists(name))) return null;
