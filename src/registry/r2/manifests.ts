@@ -44,7 +44,7 @@ function early(read: Promise<R2Object | null>): Promise<R2Object | null> {
  * one request: a digest key `stat` read is not read again before a push writes it.
  */
 export class R2Manifests {
-  /** Keys as `stat` read them in this request (null: absent). */
+  /** Digest keys as `stat` read them in this request (null: absent): a manifest and its index's children. */
   private readonly seen = new Map<string, R2Object | null>();
 
   constructor(
@@ -68,7 +68,7 @@ export class R2Manifests {
   async stat(name: string, reference: string): Promise<ManifestInfo | null> {
     const key = keys.manifest(name, reference);
     const object = await this.bucket.head(key);
-    this.seen.set(key, object);
+    if (parseDigest(reference)) this.seen.set(key, object);
     if (!object) return null;
     const digest = storedDigest(object);
     if (digest) return { digest, size: object.size, mediaType: storedMediaType(object), modified: object.uploaded };
@@ -103,8 +103,9 @@ export class R2Manifests {
     const marker = early(this.bucket.head(keys.repository(name)));
     // The digest key first: a tag never points at a manifest that is not stored.
     const digestKey = keys.manifest(name, digest);
-    await this.store(digestKey, manifest.bytes, put, this.seen.get(digestKey));
+    const seen = this.seen.get(digestKey);
     this.seen.delete(digestKey);
+    await this.store(digestKey, manifest.bytes, put, seen);
     const createOnly = new Set(options.createOnly ?? []);
     const notCreated: string[] = [];
     await Promise.all(
