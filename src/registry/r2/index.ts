@@ -20,7 +20,8 @@ const DEFAULT_LIMITS: Limits = { operations: 8000, ms: 30_000 };
 /**
  * The registry on one R2 bucket, in serverless-registry's key layout (see `keys.ts`). `limits`
  * bounds what one invocation of a garbage collection does (and, halved, the one-time backfills a
- * request may trigger).
+ * request may trigger). Make one per request: it keeps what a request read for that request's
+ * writes (see `R2Manifests`).
  *
  * @example
  * const registry = new R2Registry(env.REGISTRY);

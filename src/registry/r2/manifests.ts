@@ -33,7 +33,10 @@ function sameMetadata(object: R2Object, options: R2PutOptions): boolean {
   return object.httpMetadata?.contentType === contentType && Object.keys(wanted).every((k) => have[k] === wanted[k]) && Object.keys(have).length === Object.keys(wanted).length;
 }
 
-/** A read of a key made ahead of the write that needs it; rejections wait for that write. */
+/**
+ * A read of a key made ahead of the write that needs it: a rejection surfaces when that write
+ * awaits it, and is dropped if the write never comes (an earlier write failed).
+ */
 function early(read: Promise<R2Object | null>): Promise<R2Object | null> {
   read.catch(() => undefined);
   return read;
@@ -41,11 +44,12 @@ function early(read: Promise<R2Object | null>): Promise<R2Object | null> {
 
 /**
  * Manifests in R2: a full copy under the digest key and under each tag key. One instance serves
- * one request: a digest key `stat` read is not read again before a push writes it.
+ * one request: a digest key `stat` found absent is not read again before a push writes it (the
+ * write is conditional on its absence).
  */
 export class R2Manifests {
-  /** Digest keys as `stat` read them in this request (null: absent): a manifest and its index's children. */
-  private readonly seen = new Map<string, R2Object | null>();
+  /** Digest keys `stat` found absent in this request. */
+  private readonly absent = new Set<string>();
 
   constructor(
     private readonly bucket: R2Bucket,
@@ -68,7 +72,7 @@ export class R2Manifests {
   async stat(name: string, reference: string): Promise<ManifestInfo | null> {
     const key = keys.manifest(name, reference);
     const object = await this.bucket.head(key);
-    if (parseDigest(reference)) this.seen.set(key, object);
+    if (!object && parseDigest(reference)) this.absent.add(key);
     if (!object) return null;
     const digest = storedDigest(object);
     if (digest) return { digest, size: object.size, mediaType: storedMediaType(object), modified: object.uploaded };
@@ -103,8 +107,9 @@ export class R2Manifests {
     const marker = early(this.bucket.head(keys.repository(name)));
     // The digest key first: a tag never points at a manifest that is not stored.
     const digestKey = keys.manifest(name, digest);
-    const seen = this.seen.get(digestKey);
-    this.seen.delete(digestKey);
+    // Found absent by `stat` (a fresh push): created if still absent, read again otherwise. A key
+    // found present is read again here: a delete meanwhile must not leave tags without it.
+    const seen = this.absent.delete(digestKey) ? null : undefined;
     await this.store(digestKey, manifest.bytes, put, seen);
     const createOnly = new Set(options.createOnly ?? []);
     const notCreated: string[] = [];
@@ -137,8 +142,8 @@ export class R2Manifests {
    * stays that of the write 2 s before at most). Pushes of one
    * manifest under several tags, or by several clients at once, or of the same tag again at once,
    * so write a key once; a key's time still moves on with later pushes (Last-Modified, and the
-   * grace period of collections, read it). `seen`: the key as this request read it just before
-   * (null: absent), so it is not read again.
+   * grace period of collections, read it). `seen`: the key as this request already read it
+   * (null: absent), so it is not read first.
    */
   private async store(key: string, bytes: Uint8Array, options: R2PutOptions, seen?: R2Object | null): Promise<void> {
     let stored = seen === undefined ? await this.bucket.head(key) : seen;

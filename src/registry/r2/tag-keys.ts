@@ -12,9 +12,10 @@ export interface TagKeyListing {
 }
 
 /**
- * A repository's tag keys in lexical order, with what `include` asks for: one R2 listing per
- * 1,000 keys, jumping over the block of digest keys (`sha256:…` sort in one block among the tags,
- * and no tag contains ":"). Keys that are not valid tags are skipped.
+ * A repository's tag keys in lexical order, with what `include` asks for: R2 listings of up to
+ * 1,000 keys (fewer when `wanted` says so), and one more after the block of digest keys, which it
+ * jumps over (`sha256:…` sort in one block among the tags, and no tag contains ":"). Keys that
+ * are not valid tags are skipped.
  *
  * @example
  * for await (const object of tagKeys(bucket, "team/app", { include: ["customMetadata"] })) console.log(lastSegment(object.key));

@@ -4,8 +4,8 @@ import { storedDigest, storedMediaType, type R2Manifests } from "./manifests";
 import { tagKeys } from "./tag-keys";
 
 /**
- * Every tag of a repository with its digest, media type and push time, in lexical order: one R2
- * listing per 1,000 tags ({@link tagKeys}), plus a read for each tag an
+ * Every tag of a repository with its digest, media type and push time, in lexical order: R2
+ * listings of 1,000 tags ({@link tagKeys}), plus a read for each tag an
  * older version or serverless-registry stored without a `digest` in its metadata. The push time
  * is the tag key's `PUSHED_METADATA`, else (a tag serverless-registry wrote) its upload time.
  *
