@@ -72,8 +72,10 @@ export class R2Manifests {
   async stat(name: string, reference: string): Promise<ManifestInfo | null> {
     const key = keys.manifest(name, reference);
     const object = await this.bucket.head(key);
-    if (!object && parseDigest(reference)) this.absent.add(key);
-    if (!object) return null;
+    if (!object) {
+      if (parseDigest(reference)) this.absent.add(key);
+      return null;
+    }
     const digest = storedDigest(object);
     if (digest) return { digest, size: object.size, mediaType: storedMediaType(object), modified: object.uploaded };
     const full = await this.get(name, reference);
