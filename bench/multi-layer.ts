@@ -83,7 +83,7 @@ function print(title: string, bytes: number, ours: Transfers, theirs: Transfers)
 function printMaxOperations(max: Map<string, MaxOperations>): void {
   const rows = [...max.entries()].sort(([a], [b]) => a.split(" ")[1]!.localeCompare(b.split(" ")[1]!) || a.localeCompare(b));
   table(
-    "R2 operations per request type: the most one request made, over every push and pull above (LOG_R2_OPERATIONS; a pull's background copy included)",
+    "R2 operations per request type: the most one request made, in the counted push and pull of each image (LOG_R2_OPERATIONS; a pull's background copy included)",
     ["request type", "requests", "max class A", "max class B", "max total"],
     rows.map(([type, m]) => [type, m.requests, m.classA, m.classB, m.total]),
   );
