@@ -157,16 +157,19 @@ async function ingestKnown(options: IngestOptions, length: number, reader: ByteR
     let sent = 0;
     let failure: { error: unknown; client: boolean } | undefined;
     // The piece handed to R2 last: the next one is read and hashed while it is written.
-    let writing: { done: Promise<void>; bytes: number } | undefined;
-    const settle = async () => {
+    let writing: { done: Promise<void>; piece: Uint8Array } | undefined;
+    // Once R2 has taken a piece, its memory is read into again, unless `inUse` (or what is left
+    // of a piece cut at a segment's end) still lies in it.
+    const settle = async (inUse?: Uint8Array) => {
       if (!writing) return;
-      const { done, bytes } = writing;
+      const { done, piece } = writing;
       writing = undefined;
       try {
         await done;
       } finally {
-        gauge.release(bytes);
+        gauge.release(piece.byteLength);
       }
+      if (piece.buffer !== inUse?.buffer && piece.buffer !== pending?.buffer) reader.recycle(piece);
     };
     while (sent < size) {
       let chunk = pending;
@@ -195,13 +198,13 @@ async function ingestKnown(options: IngestOptions, length: number, reader: ByteR
       if (take < chunk.byteLength) pending = chunk.subarray(take);
       try {
         await hasher.update(piece);
-        await settle();
+        await settle(piece);
       } catch (error) {
         failure = { error, client: false };
         break;
       }
       gauge.hold(piece.byteLength);
-      writing = { done: writer.write(piece), bytes: piece.byteLength };
+      writing = { done: writer.write(piece), piece };
       writing.done.catch(() => undefined);
       sent += take;
       try {

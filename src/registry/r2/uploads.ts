@@ -315,7 +315,10 @@ export class R2Uploads {
       const body = await readSegments(this.bucket, state.dataKey, state.segments, { start: 0, end: state.offset - 1 });
       if (!body) throw new Error(`upload ${state.id} lost its stored bytes`);
       const reader = byteReader(body);
-      for (let piece = await reader.read(); piece; piece = await reader.read()) hasher.update(piece);
+      for (let piece = await reader.read(); piece; piece = await reader.read()) {
+        hasher.update(piece);
+        reader.recycle(piece);
+      }
     }
     if (hasher.length !== state.offset) throw new Error(`upload ${state.id}: read back ${hasher.length} of ${state.offset} bytes`);
     return hasher.save();

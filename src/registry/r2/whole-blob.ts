@@ -57,6 +57,7 @@ export async function receiveWhole(stream: ReadableStream<Uint8Array>, length: n
       if (filled + piece.byteLength > length) throw new RegistryError("SIZE_INVALID", `the chunk is longer than its Content-Length ${length}`);
       bytes.set(piece, filled);
       filled += piece.byteLength;
+      reader.recycle(piece);
     }
     if (filled !== length) throw new RegistryError("SIZE_INVALID", `received ${filled} bytes but the request announced ${length}`);
     // One native call over the whole buffer: several times faster than feeding a DigestStream piece by piece.
