@@ -79,7 +79,7 @@ function print(title: string, bytes: number, ours: Transfers, theirs: Transfers)
   ]);
 }
 
-/** The most R2 operations one request of each type made, over both images and every run. */
+/** The most R2 operations one request of each type made, over the counted push and pull of each image. */
 function printMaxOperations(max: Map<string, MaxOperations>): void {
   const rows = [...max.entries()].sort(([a], [b]) => a.split(" ")[1]!.localeCompare(b.split(" ")[1]!) || a.localeCompare(b));
   table(

@@ -90,26 +90,36 @@ function operations(logs: string, from: number): Operations {
 
 type Server = Awaited<ReturnType<typeof startDevServer>> | Awaited<ReturnType<typeof startDistribution>>;
 
-/** One skopeo push of `oci:<layoutDir>:<tag>` to `server` and one pull back: seconds each, and the server's peak RSS during the push. */
-async function pushAndPull(server: Server, process: RegExp, layoutDir: string, tag: string, dir: string): Promise<{ push: number; pull: number; memory: number; pushLogEnd: number }> {
+/**
+ * One skopeo push of `oci:<layoutDir>:<tag>` to `server` and one pull back: seconds each, the
+ * peak RSS of the server's processes (`match`) during the push, and the server's log as it stood
+ * after each.
+ */
+async function pushAndPull(server: Server, match: RegExp, layoutDir: string, tag: string, dir: string): Promise<{ push: number; pull: number; memory: number; pushLogs: string; pullLogs: string }> {
   const skopeo = new Skopeo(join(dir, "skopeo"));
   const creds = server.username ? ["--dest-creds", `${server.username}:${server.password}`] : ["--dest-no-creds"];
   const pulled = join(dir, "pulled");
+  // Requests are logged as they end: give the last lines a moment.
+  const settled = () => new Promise((resolve) => setTimeout(resolve, 500));
   try {
-    const memory = sampleMemory(server.process.child.pid!, process);
+    const memory = sampleMemory(server.process.child.pid!, match);
     let t = performance.now();
-    await skopeo.run(["copy", "--preserve-digests", "--dest-tls-verify=false", ...creds, `oci:${layoutDir}:${tag}`, `docker://${server.host}/bench/image:${tag}`], { timeoutMs: 1_800_000 });
-    const push = (performance.now() - t) / 1000;
-    const peak = memory.stop();
-    // Requests are logged as they end: give the last lines a moment.
-    await new Promise((resolve) => setTimeout(resolve, 500));
-    const pushLogEnd = server.logs().length;
+    let push: number;
+    let peak: number;
+    try {
+      await skopeo.run(["copy", "--preserve-digests", "--dest-tls-verify=false", ...creds, `oci:${layoutDir}:${tag}`, `docker://${server.host}/bench/image:${tag}`], { timeoutMs: 1_800_000 });
+      push = (performance.now() - t) / 1000;
+    } finally {
+      peak = memory.stop();
+    }
+    await settled();
+    const pushLogs = server.logs();
     t = performance.now();
     const srcCreds = creds.map((c) => c.replace("--dest-", "--src-"));
     await skopeo.run(["copy", "--preserve-digests", "--src-tls-verify=false", ...srcCreds, `docker://${server.host}/bench/image:${tag}`, `oci:${pulled}:${tag}`], { timeoutMs: 1_800_000 });
     const pull = (performance.now() - t) / 1000;
-    await new Promise((resolve) => setTimeout(resolve, 500));
-    return { push, pull, memory: peak, pushLogEnd };
+    await settled();
+    return { push, pull, memory: peak, pushLogs, pullLogs: server.logs() };
   } finally {
     removeTempDir(pulled);
   }
@@ -117,11 +127,12 @@ async function pushAndPull(server: Server, process: RegExp, layoutDir: string, t
 
 /**
  * Measures `runs` pushes and pulls of `oci:<layoutDir>:<tag>` into each registry, a fresh server
- * each run. r2-registry's timed runs go without `LOG_R2_OPERATIONS` (its default) and with
+ * each run. r2-registry's timed runs go without `LOG_R2_OPERATIONS` (off by default) and with
  * wrangler at `WRANGLER_LOG=warn`, like the minimal Workers of the floors: counting R2 operations
- * and logging a line per request cost about 2 ms per request there (`GET /v2/` 5–6 against
- * 8 ms), which is the local log pipe's, not the registry's. Its R2 operations are counted in one more push and pull of their own,
- * untimed, on a server with `LOG_R2_OPERATIONS=true`.
+ * and logging a line per request cost about 2 ms per request there (`GET /v2/` 4.4–7.2 against
+ * 7.7–8.7 ms in alternating runs), which is the local log pipe's, not the registry's. Its R2
+ * operations are counted in one more push and pull of their own, untimed, on a server with
+ * `LOG_R2_OPERATIONS=true`.
  *
  * @example
  * const { ours, theirs } = await measureTransfers(layout, "v1", 3, workDir);
@@ -131,16 +142,18 @@ export async function measureTransfers(layoutDir: string, tag: string, runs: num
   const theirs: Transfers = { push: [], pull: [], pushMemory: [] };
   const counting = await startDevServer({ env: { LOG_R2_OPERATIONS: "true", WRANGLER_LOG: "log" } });
   try {
-    const { pushLogEnd } = await pushAndPull(counting, /workerd/, layoutDir, tag, join(work, "counted"));
-    const logs = counting.logs();
-    ours.ops = { push: operations(logs.slice(0, pushLogEnd), 0), pull: operations(logs, pushLogEnd) };
-    maxOperations(logs, 0, ours.maxOps!);
+    const { pushLogs, pullLogs } = await pushAndPull(counting, /workerd/, layoutDir, tag, join(work, "counted"));
+    // The process keeps the end of a long log only: then the pull's lines cannot be told apart.
+    if (!pullLogs.startsWith(pushLogs)) throw new Error("the counting server's log was cut: its R2 operations cannot be split into push and pull");
+    ours.ops = { push: operations(pushLogs, 0), pull: operations(pullLogs, pushLogs.length) };
+    maxOperations(pullLogs, 0, ours.maxOps!);
   } finally {
     await counting.stop();
   }
   for (let run = 0; run < runs; run++) {
     for (const side of ["ours", "theirs"] as const) {
-      const server = side === "ours" ? await startDevServer({ env: { WRANGLER_LOG: "warn" } }) : await startDistribution({ auth: false, tls: true });
+      // LOG_R2_OPERATIONS=false even when the environment sets it: a --var, it wins over wrangler.toml's vars too.
+      const server = side === "ours" ? await startDevServer({ env: { WRANGLER_LOG: "warn", LOG_R2_OPERATIONS: "false" } }) : await startDistribution({ auth: false, tls: true });
       const result = side === "ours" ? ours : theirs;
       try {
         const timed = await pushAndPull(server, side === "ours" ? /workerd/ : /registry/, layoutDir, tag, join(work, `${side}-${run}`));

@@ -74,11 +74,13 @@ export interface ByteReader {
   /** The next piece: at most `max` bytes when the stream supports it (any size otherwise). */
   read(max?: number): Promise<Uint8Array | undefined>;
   /**
-   * Gives a piece's memory back for a later read to fill, instead of a new buffer each read: call
-   * it only once nothing refers to the piece any more (copied, hashed, or taken by a native stream
-   * whose `write()` has resolved; see `test/worker/streams.test.ts`). Without it, a 1 GiB body
-   * leaves 1,024 MiB of pieces for the garbage collector, which lets tens of MiB pile up per
-   * isolate before it runs.
+   * Gives a piece this reader returned back for a later read to fill, instead of a new buffer
+   * each read: call it only once nothing refers to the piece any more (copied, hashed, or taken by
+   * a workerd stream such as `FixedLengthStream`, whose `write()` resolves once the bytes are
+   * taken; see `test/worker/streams.test.ts`). Not after a write into a JavaScript
+   * `TransformStream`: its `write()` resolves while the chunk still waits in its queue. Without
+   * it, a 1 GiB body leaves 1,024 MiB of pieces for the garbage collector, which lets tens of MiB
+   * pile up per isolate before it runs.
    */
   recycle(piece: Uint8Array): void;
   cancel(reason?: unknown): Promise<void>;
@@ -111,6 +113,8 @@ export function byteReader(stream: ReadableStream<Uint8Array>): ByteReader {
   const reader = byob;
   let ended = false;
   let spare: ArrayBuffer | undefined;
+  // The buffers of the pieces handed out: only those are read into again.
+  const lent = new WeakSet<ArrayBufferLike>();
   return {
     read: async (max = READ_SIZE) => {
       if (ended) return undefined;
@@ -119,10 +123,13 @@ export function byteReader(stream: ReadableStream<Uint8Array>): ByteReader {
       spare = undefined;
       const { done, value } = await reader.readAtLeast(size, view);
       if (done) ended = true;
-      return value && value.byteLength > 0 ? value : undefined;
+      if (!value || value.byteLength === 0) return undefined;
+      lent.add(value.buffer);
+      return value;
     },
     recycle: (piece) => {
-      if (piece.buffer instanceof ArrayBuffer && piece.buffer.byteLength === READ_SIZE) spare = piece.buffer;
+      const { buffer } = piece;
+      if (buffer instanceof ArrayBuffer && buffer.byteLength === READ_SIZE && lent.delete(buffer)) spare = buffer;
     },
     cancel: (reason) => reader.cancel(reason),
   };

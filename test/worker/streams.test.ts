@@ -54,15 +54,19 @@ describe("reading bodies in pieces whose memory is read into again", () => {
     expect(await sha256(stored)).toBe(await sha256(source));
   });
 
-  it("a byte reader that is given its pieces back reads the whole stream, byte for byte", async () => {
+  it("a byte reader that is given its pieces back reads into them again, and reads the whole stream byte for byte", async () => {
     const source = bytesOf(3 * READ_SIZE + 777, 3);
     const reader = byteReader(byteStream(source));
     const copy = new Uint8Array(source.byteLength);
     let at = 0;
+    let given: Uint8Array | undefined;
     for (let piece = await reader.read(); piece; piece = await reader.read()) {
+      // The piece given back last was handed to this read: its memory moved (detached) with it.
+      if (given) expect(given.byteLength).toBe(0);
       copy.set(piece, at);
       at += piece.byteLength;
       reader.recycle(piece);
+      given = piece;
     }
     expect(at).toBe(source.byteLength);
     expect(await sha256(copy)).toBe(await sha256(source));
