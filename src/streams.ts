@@ -119,7 +119,8 @@ export function byteReader(stream: ReadableStream<Uint8Array>): ByteReader {
     read: async (max = READ_SIZE) => {
       if (ended) return undefined;
       const size = Math.max(1, Math.min(max, READ_SIZE));
-      const view = spare && spare.byteLength >= size ? new Uint8Array(spare, 0, size) : new Uint8Array(size);
+      // A spare is always READ_SIZE long (see recycle), so it holds any read.
+      const view = spare ? new Uint8Array(spare, 0, size) : new Uint8Array(size);
       spare = undefined;
       const { done, value } = await reader.readAtLeast(size, view);
       if (done) ended = true;
