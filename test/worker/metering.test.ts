@@ -40,7 +40,9 @@ describe("R2 operation counts (LOG_R2_OPERATIONS)", () => {
     const image = await imageManifest(name, 2);
     const log = vi.spyOn(console, "log").mockImplementation(() => undefined);
     const push = () => call(`/v2/${name}/manifests/v1`, { method: "PUT", body: image.text, headers: { "Content-Type": OCI_MANIFEST }, env: { LOG_R2_OPERATIONS: "true" } });
+    const firstBegan = Date.now();
     expect((await push()).status).toBe(201);
+    const firstEnded = Date.now();
     // Writes: the collection intent, the digest key, the tag key and the catalog marker. Reads: the
     // collection state, the digest key (absent: it is not read again before it is written), the two
     // blobs, the tag key and the marker. The intent's removal is free.
@@ -49,9 +51,12 @@ describe("R2 operation counts (LOG_R2_OPERATIONS)", () => {
     // The same push again: the manifest is there, so no blob is read; the digest key is read
     // again before it is written (a delete meanwhile must not leave the tag without it). Within
     // 2 s of their last write the keys are not written again (R2 takes one write of a key a
-    // second): then only the intent is; later the digest and tag keys too.
+    // second): then only the intent is; later the digest and tag keys too. Either count holds
+    // only near the 2 s mark, where the two clocks (the Worker's and the bucket's) may disagree.
+    const secondBegan = Date.now();
     expect((await push()).status).toBe(201);
-    expect(log).toHaveBeenCalledWith(expect.stringMatching(new RegExp(`^r2-registry: R2 operations for PUT /v2/${name}/manifests/v1: class A [13], class B 5, free 1 \\(`)));
+    const classA = Date.now() - firstBegan < 1500 ? "1" : secondBegan - firstEnded >= 2500 ? "3" : "[13]";
+    expect(log).toHaveBeenCalledWith(expect.stringMatching(new RegExp(`^r2-registry: R2 operations for PUT /v2/${name}/manifests/v1: class A ${classA}, class B 5, free 1 \\(`)));
     const tagged = await call(`/v2/${name}/manifests/v1`);
     expect(tagged.headers.get("Docker-Content-Digest")).toBe(image.digest);
     expect(await tagged.text()).toBe(image.text);
